@@ -1,0 +1,80 @@
+"""Restricted-scope partner gateway for DocuSign eSignature: the application factory."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+from flask import Flask
+
+DEFAULTS: dict[str, t.Any] = {
+    "TESTING": False,
+    # where partner policy files live (one TOML file per partner)
+    "POLICY_DIR": "policies",
+    # "" = SQLite file in the instance folder
+    "DATABASE_URL": "",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    # comma-separated Fernet keys, newest first; "" = the 0600 file in the instance folder
+    "MASTER_KEY": "",
+    # the URL DocuSign sends signers' browsers back to; "" = the URL of the current request
+    "PUBLIC_URL": "",
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "IDEMPOTENCY_TTL": 24 * 3600,
+    # DocuSign asks for at most one status poll per envelope every 15 minutes
+    "STATUS_MIN_POLL_INTERVAL": 15 * 60,
+    "DOCUSIGN_CONNECT_TIMEOUT": 3.05,
+    "DOCUSIGN_READ_TIMEOUT": 15.0,
+    # the whole upstream exchange (retries included) must end within this budget
+    "DOCUSIGN_TOTAL_BUDGET": 25.0,
+    "DOCUSIGN_TOKEN_REFRESH_MARGIN": 300,
+    "RETURN_TOKEN_TTL": 3600,
+    "GATEWAY_TOKEN_TTL": 900,
+}
+
+_ENV_SETTINGS = {
+    "GATEWAY_POLICY_DIR": "POLICY_DIR",
+    "DATABASE_URL": "DATABASE_URL",
+    "RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
+    "GATEWAY_MASTER_KEY": "MASTER_KEY",
+    "GATEWAY_PUBLIC_URL": "PUBLIC_URL",
+}
+
+
+def instance_path() -> str:
+    """The instance folder: `GATEWAY_INSTANCE_PATH`, else `./instance`."""
+    return os.path.abspath(os.environ.get("GATEWAY_INSTANCE_PATH") or "instance")
+
+
+def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
+    """Build the gateway: defaults, then instance/config.py, then the environment, then tests."""
+    app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+    for env_name, key in _ENV_SETTINGS.items():
+        if os.environ.get(env_name):
+            app.config[key] = os.environ[env_name]
+    app.config.from_prefixed_env("GATEWAY")
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    from gateway import audit
+    from gateway import errors
+    from gateway import partner_api
+    from gateway import policies
+    from gateway import ratelimit
+    from gateway import store
+    from gateway import upstream
+    from gateway import vault
+
+    errors.init_app(app)
+    vault.init_app(app)
+    store.init_app(app)
+    policies.init_app(app)
+    upstream.init_app(app)
+    ratelimit.init_app(app)
+    audit.init_app(app)
+    partner_api.init_app(app)
+    return app

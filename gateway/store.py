@@ -1,0 +1,234 @@
+"""The gateway's own database: SQLAlchemy Core tables, one engine per app, a connection per request.
+
+SQLite in the instance folder by default, PostgreSQL through `DATABASE_URL`, with the
+same code. The schema is versioned by a number in the `meta` table: `gateway init`
+creates what is missing and records the version; a database of another version is
+refused with a clear message rather than half-used. (A dozen tables that change
+rarely do not earn Alembic's migration machinery yet; the version check keeps an
+old binary from writing into a newer schema.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as t
+
+import sqlalchemy as sa
+from flask import Flask
+from flask import current_app
+from flask import g
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+partners = sa.Table(
+    "partners",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("partner_id", sa.Integer, sa.ForeignKey("partners.id"), nullable=False, index=True),
+    # HMAC-SHA256(pepper, full key), hex: the key itself is never stored
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+)
+
+envelopes = sa.Table(
+    "envelopes",
+    metadata,
+    sa.Column("envelope_id", sa.String(64), primary_key=True),
+    sa.Column("partner_id", sa.Integer, sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("template_alias", sa.String(63), nullable=False),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("client_user_id", sa.String(64), nullable=False),
+    # vault-encrypted JSON {"name", "email"}: needed to open the signing session
+    sa.Column("signer_enc", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("last_event", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # last time DocuSign itself was asked for this envelope's status
+    sa.Column("upstream_checked_at", sa.Float),
+)
+
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("partner_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    # "pending" while the first request runs, then "done" with the response kept
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("response_status", sa.Integer),
+    sa.Column("response_body", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("partner", sa.String(63), index=True),
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("method", sa.String(8)),
+    sa.Column("path", sa.String(512)),
+    sa.Column("envelope_id", sa.String(64)),
+    sa.Column("status", sa.Integer),
+    sa.Column("code", sa.String(64)),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("detail", sa.Text),
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("row_hash", sa.String(64)),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # vault-encrypted unless the setting is public by nature
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("encrypted", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+used_tokens = sa.Table(
+    "used_tokens",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+admins = sa.Table(
+    "admins",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+class SchemaMismatch(Exception):
+    """The database was created by another version of the gateway, or not at all."""
+
+
+def database_url(app: Flask) -> str:
+    url = app.config.get("DATABASE_URL") or ""
+    if url:
+        if url.startswith("postgres://") or url.startswith("postgresql://"):
+            # the psycopg 3 driver is the one installed
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+    return "sqlite:///" + os.path.join(app.instance_path, "gateway.db")
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: t.Any, _record: t.Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def get_engine() -> sa.Engine:
+    return current_app.extensions["store"]
+
+
+def get_conn() -> sa.Connection:
+    """The request's connection (autocommit per statement block via `conn.begin()`)."""
+    if "db_conn" not in g:
+        g.db_conn = get_engine().connect()
+    return g.db_conn
+
+
+def close_conn(_exc: BaseException | None = None) -> None:
+    conn = g.pop("db_conn", None)
+    if conn is not None:
+        conn.close()
+
+
+def init_db(engine: sa.Engine) -> bool:
+    """Create missing tables and record the schema version; True when it created the schema."""
+    with engine.begin() as conn:
+        existing = sa.inspect(conn).has_table("meta")
+        if existing:
+            check_schema(conn)
+        metadata.create_all(conn)
+        if not existing:
+            conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+    return not existing
+
+
+def check_schema(conn: sa.Connection) -> None:
+    """Refuse a database of another schema version."""
+    try:
+        row = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).first()
+    except sa.exc.DBAPIError:
+        raise SchemaMismatch("the database is not initialised; run `gateway init`") from None
+    if row is None:
+        raise SchemaMismatch("the database is not initialised; run `gateway init`")
+    if int(row[0]) != SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"the database has schema version {row[0]}, this gateway needs {SCHEMA_VERSION}"
+        )
+
+
+def put_setting(conn: sa.Connection, name: str, value: t.Any, *, secret: bool, now: float) -> None:
+    """Store a JSON-serialisable setting, vault-encrypted when `secret`."""
+    from gateway.vault import get_vault
+
+    text = json.dumps(value)
+    if secret:
+        text = get_vault().encrypt(text.encode("utf-8"))
+    row = {"value": text, "encrypted": secret, "updated_at": now}
+    updated = conn.execute(settings.update().where(settings.c.name == name).values(**row))
+    if updated.rowcount == 0:
+        conn.execute(settings.insert().values(name=name, **row))
+
+
+def get_setting(conn: sa.Connection, name: str) -> t.Any:
+    """The decoded (and decrypted) setting, None when unset."""
+    from gateway.vault import get_vault
+
+    row = conn.execute(
+        sa.select(settings.c.value, settings.c.encrypted).where(settings.c.name == name)
+    ).first()
+    if row is None:
+        return None
+    text = get_vault().decrypt(row.value).decode("utf-8") if row.encrypted else row.value
+    return json.loads(text)
+
+
+def init_app(app: Flask) -> None:
+    """One engine per app; the request's connection is closed at teardown."""
+    app.extensions["store"] = make_engine(database_url(app))
+    app.teardown_appcontext(close_conn)
