@@ -298,11 +298,21 @@ def _check_unique(value: list[str]) -> None:
 def _length(low: int, high: int | None = None) -> validate.Length:
     if high is None:
         return validate.Length(min=low, error=f"must have at least {low} entries")
-    return validate.Length(min=low, max=high, error=f"must be {low} to {high} long")
+    return validate.Length(min=low, max=high, error=f"must have {low} to {high} entries")
 
 
-def _name(what: str, regex: re.Pattern[str]) -> validate.Regexp:
-    return validate.Regexp(regex, error=f"not a valid {what} (must match ^{regex.pattern}$)")
+def _fullmatch(regex: re.Pattern[str], error: str) -> t.Callable[[str], None]:
+    """A validator on the WHOLE value (marshmallow's Regexp only anchors the start)."""
+
+    def check(value: str) -> None:
+        if not regex.fullmatch(value):
+            raise ValidationError(error)
+
+    return check
+
+
+def _name(what: str, regex: re.Pattern[str]) -> t.Callable[[str], None]:
+    return _fullmatch(regex, f"not a valid {what} (must match ^{regex.pattern}$)")
 
 
 _MESSAGES = {
@@ -431,7 +441,7 @@ class TemplateSchema(_StrictSchema):
     template_id = _string(
         "The DocuSign template GUID; never shown to the partner.",
         required=True,
-        validate=validate.Regexp(GUID_RE, error="not a GUID (8-4-4-4-12 hex digits)"),
+        validate=_fullmatch(GUID_RE, "not a GUID (8-4-4-4-12 hex digits)"),
     )
     role = _string(
         "The template role the signer fills; never shown to the partner.",
@@ -476,7 +486,7 @@ class PolicySchema(_StrictSchema):
         ),
         "What the partner may do upstream.",
         required=True,
-        validate=[_length(1, len(OPERATIONS)), _check_unique],
+        validate=[_length(1), _check_unique],
     )
     rate_limit = _string(
         "Per-partner limits in `limits` notation, e.g. '60/minute;1000/hour'.",
@@ -651,8 +661,10 @@ def _flatten(source: str, messages: t.Any, path: tuple[str | int, ...] = ()) -> 
     if isinstance(messages, dict):
         errors = []
         for key, node in messages.items():
-            # schema-level errors belong to the table they were raised on
-            errors.extend(_flatten(source, node, path if key == "_schema" else (*path, key)))
+            # schema-level errors belong to the table they were raised on; an unknown key
+            # literally named "_schema" lands here too, and keeps its name
+            own_level = key == "_schema" and node != ["unknown key"]
+            errors.extend(_flatten(source, node, path if own_level else (*path, key)))
         return errors
     if isinstance(messages, list):
         errors = []
