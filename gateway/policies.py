@@ -188,7 +188,11 @@ def _parse_url(url: str) -> _Url:
     _check_chars(url)
     if "#" in url:
         raise _UrlRejected("must not contain a fragment (#)")
-    parts = urlsplit(url)
+    try:
+        # urlsplit itself validates brackets (and, on some versions, the IPv6 inside them)
+        parts = urlsplit(url)
+    except ValueError:
+        raise _UrlRejected("host is missing or not valid") from None
     if parts.scheme not in DEFAULT_PORTS or not url[len(parts.scheme) :].startswith("://"):
         raise _UrlRejected("must be an absolute http(s) URL")
     host, port = _parse_netloc(parts.netloc)
@@ -229,10 +233,8 @@ def return_url_allowed(candidate: str, allowed: t.Iterable[str]) -> bool:
             rule = _parse_url(entry)
         except _UrlRejected:
             continue
-        if (
-            (url.scheme, url.host, url.port) == (rule.scheme, rule.host, rule.port)
-            and _path_within(url.path, rule.path)
-        ):
+        same_origin = (url.scheme, url.host, url.port) == (rule.scheme, rule.host, rule.port)
+        if same_origin and _path_within(url.path, rule.path):
             return True
     return False
 
