@@ -47,7 +47,8 @@ def instance_path() -> str:
 
 def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """Build the gateway: defaults, then instance/config.py, then the environment, then tests."""
-    app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
+    app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True,
+                static_folder=None)
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -65,16 +66,18 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import partner_api
     from gateway import policies
     from gateway import ratelimit
+    from gateway import return_relay
     from gateway import store
     from gateway import upstream
     from gateway import vault
 
     errors.init_app(app)
+    audit.init_app(app)
     vault.init_app(app)
     store.init_app(app)
     policies.init_app(app)
     upstream.init_app(app)
     ratelimit.init_app(app)
-    audit.init_app(app)
     partner_api.init_app(app)
+    return_relay.init_app(app)
     return app

@@ -230,6 +230,15 @@ class IdempotencyInProgress(GatewayError):
     description = "A request with this Idempotency-Key is still in progress; retry shortly."
 
 
+class EnvelopeNotSignable(GatewayError):
+    """*409*: the envelope is completed, declined or voided; no signing session can open."""
+
+    code = 409
+    error_code = "envelope_not_signable"
+    title = "Envelope not signable"
+    description = "The envelope is already completed, declined or voided."
+
+
 class PayloadTooLarge(GatewayError):
     """*413*: the body exceeds the gateway's limit."""
 

@@ -166,61 +166,56 @@ def _insert_key(conn: sa.Connection, partner_id: int, now: float, expires_at: fl
 
 
 def add_partner(conn: sa.Connection, name: str, *, expires_at: float | None = None) -> str:
-    """Create the partner (or re-enable a revoked one) with a fresh key; returns the key once."""
+    """Create the partner (or re-enable a revoked one) with a fresh key; returns the key once.
+
+    Like every writer here, it runs inside the caller's `store.transaction()`.
+    """
     now = time.time()
-    with conn.begin():
-        row = conn.execute(sa.select(store.partners).where(store.partners.c.name == name)).first()
-        if row is not None and row.revoked_at is None:
-            raise KeyProblem(f"partner {name!r} already exists; use `gateway partners rotate-key`")
-        if row is None:
-            partner_id = conn.execute(
-                store.partners.insert().values(name=name, created_at=now)
-            ).inserted_primary_key[0]
-        else:
-            partner_id = row.id
-            conn.execute(
-                store.partners.update().where(store.partners.c.id == partner_id).values(revoked_at=None)
-            )
-        return _insert_key(conn, partner_id, now, expires_at)
+    row = conn.execute(sa.select(store.partners).where(store.partners.c.name == name)).first()
+    if row is not None and row.revoked_at is None:
+        raise KeyProblem(f"partner {name!r} already exists; use `gateway partners rotate-key`")
+    if row is None:
+        partner_id = conn.execute(
+            store.partners.insert().values(name=name, created_at=now)
+        ).inserted_primary_key[0]
+    else:
+        partner_id = row.id
+        conn.execute(
+            store.partners.update().where(store.partners.c.id == partner_id).values(revoked_at=None)
+        )
+    return _insert_key(conn, partner_id, now, expires_at)
 
 
 def revoke_partner(conn: sa.Connection, name: str) -> int:
     """Revoke the partner and every key it holds; returns how many keys were live."""
     now = time.time()
-    with conn.begin():
-        row = _partner_row(conn, name)
-        if row.revoked_at is not None:
-            raise KeyProblem(f"partner {name!r} is already revoked")
-        conn.execute(
-            store.partners.update().where(store.partners.c.id == row.id).values(revoked_at=now)
-        )
-        live = conn.execute(
-            store.api_keys.update()
-            .where(store.api_keys.c.partner_id == row.id, store.api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        return live.rowcount
+    row = _partner_row(conn, name)
+    if row.revoked_at is not None:
+        raise KeyProblem(f"partner {name!r} is already revoked")
+    conn.execute(store.partners.update().where(store.partners.c.id == row.id).values(revoked_at=now))
+    live = conn.execute(
+        store.api_keys.update()
+        .where(store.api_keys.c.partner_id == row.id, store.api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return live.rowcount
 
 
 def rotate_key(conn: sa.Connection, name: str, *, grace: float, expires_at: float | None = None) -> str:
     """Issue a new key; live old keys keep working for `grace` seconds (never past their own expiry)."""
     now = time.time()
-    with conn.begin():
-        row = _partner_row(conn, name)
-        if row.revoked_at is not None:
-            raise KeyProblem(f"partner {name!r} is revoked; use `gateway partners add` to re-enable it")
-        cutoff = now + max(0.0, grace)
-        live = sa.and_(
-            store.api_keys.c.partner_id == row.id,
-            store.api_keys.c.revoked_at.is_(None),
-        )
-        keys = store.api_keys.c
-        conn.execute(
-            store.api_keys.update()
-            .where(live, sa.or_(keys.expires_at.is_(None), keys.expires_at > cutoff))
-            .values(expires_at=cutoff)
-        )
-        return _insert_key(conn, row.id, now, expires_at)
+    row = _partner_row(conn, name)
+    if row.revoked_at is not None:
+        raise KeyProblem(f"partner {name!r} is revoked; use `gateway partners add` to re-enable it")
+    cutoff = now + max(0.0, grace)
+    keys = store.api_keys.c
+    conn.execute(
+        store.api_keys.update()
+        .where(keys.partner_id == row.id, keys.revoked_at.is_(None),
+               sa.or_(keys.expires_at.is_(None), keys.expires_at > cutoff))
+        .values(expires_at=cutoff)
+    )
+    return _insert_key(conn, row.id, now, expires_at)
 
 
 def list_partners(conn: sa.Connection) -> list[dict[str, t.Any]]:

@@ -10,6 +10,7 @@ old binary from writing into a newer schema.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import typing as t
@@ -17,7 +18,6 @@ import typing as t
 import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
-from flask import g
 
 SCHEMA_VERSION = 1
 
@@ -163,17 +163,16 @@ def get_engine() -> sa.Engine:
     return current_app.extensions["store"]
 
 
-def get_conn() -> sa.Connection:
-    """The request's connection (autocommit per statement block via `conn.begin()`)."""
-    if "db_conn" not in g:
-        g.db_conn = get_engine().connect()
-    return g.db_conn
+@contextlib.contextmanager
+def transaction() -> t.Iterator[sa.Connection]:
+    """A connection inside one transaction: committed on success, rolled back on error.
 
-
-def close_conn(_exc: BaseException | None = None) -> None:
-    conn = g.pop("db_conn", None)
-    if conn is not None:
-        conn.close()
+    Every unit of work (a request's key check, an audit row, a CLI command) takes its
+    own short transaction from the pool, so no request holds a lock while it waits on
+    DocuSign.
+    """
+    with get_engine().begin() as conn:
+        yield conn
 
 
 def init_db(engine: sa.Engine) -> bool:
@@ -229,6 +228,5 @@ def get_setting(conn: sa.Connection, name: str) -> t.Any:
 
 
 def init_app(app: Flask) -> None:
-    """One engine per app; the request's connection is closed at teardown."""
+    """One engine per app, disposed of with the process."""
     app.extensions["store"] = make_engine(database_url(app))
-    app.teardown_appcontext(close_conn)

@@ -1,0 +1,347 @@
+"""The account owner's commands: `gateway init | docusign | partners | policies | audit | serve`.
+
+Every command fails with one line on stderr (`error: ...`) and a non-zero exit, never
+a traceback. Keys are printed once, alone on stdout, so they can be piped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import sys
+import time
+import typing as t
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from gateway import create_app
+from gateway.errors import CLIError
+
+_DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str) -> int:
+    """`90s`, `15m`, `24h`, `7d`, `2w` in seconds."""
+    m = _DURATION_RE.match(value.strip())
+    if m is None:
+        raise CLIError(f"bad duration {value!r}: use a number and one of s, m, h, d, w (e.g. 24h)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+@contextlib.contextmanager
+def app_context() -> t.Iterator[Flask]:
+    """The gateway app, with every known failure turned into one clear line."""
+    from gateway.keys import KeyProblem
+    from gateway.policies import PolicyFileInvalid
+    from gateway.store import SchemaMismatch
+    from gateway.upstream import UpstreamSetupError
+    from gateway.vault import VaultError
+
+    try:
+        app = create_app()
+        with app.app_context():
+            yield app
+    except (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError) as exc:
+        raise CLIError(str(exc)) from None
+    except PolicyFileInvalid as exc:
+        raise CLIError(str(exc)) from None
+    except sa.exc.OperationalError as exc:
+        raise CLIError(f"the database cannot be used: {exc.orig}") from None
+
+
+def _require_ready() -> None:
+    """Refuse to run against a database `gateway init` has not prepared."""
+    from gateway import store
+
+    with store.transaction() as conn:
+        store.check_schema(conn)
+
+
+@click.group()
+@click.version_option(package_name="docusign-partner-gateway", prog_name="gateway")
+def cli() -> None:
+    """Restricted-scope partner gateway for DocuSign eSignature."""
+
+
+@cli.command()
+def init() -> None:
+    """Create the instance folder, master key, database and signing keys (idempotent)."""
+    import os
+
+    from gateway import keys
+    from gateway import return_relay
+    from gateway import store
+    from gateway import vault
+
+    with app_context() as app:
+        made_key = False
+        if not app.config.get("MASTER_KEY"):
+            made_key = vault.create_key_file(vault.master_key_path(app.instance_path))
+        app.extensions.pop("vault", None)
+        made_db = store.init_db(store.get_engine())
+        with store.transaction() as conn:
+            keys.ensure_pepper(conn)
+            return_relay.ensure_keys(conn)
+        click.echo(f"instance folder: {os.path.relpath(app.instance_path)}")
+        click.echo("master key: " + ("created (0600)" if made_key else "kept"))
+        click.echo("database: " + ("created" if made_db else "up to date"))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=click.IntRange(1, 65535))
+def sandbox(host: str, port: int) -> None:
+    """Run the DocuSign emulator in the foreground (Ctrl-C stops it)."""
+    from sandbox import server
+
+    click.echo(f"DocuSign emulator on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    try:
+        server.serve(host, port)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@cli.group()
+def docusign() -> None:
+    """Connect the gateway to DocuSign (or to the emulator)."""
+
+
+@docusign.command("configure")
+@click.option("--sandbox", "sandbox_url", metavar="URL", help="Wire to a running emulator.")
+@click.option("--integration-key", metavar="GUID")
+@click.option("--user-id", metavar="GUID", help="The system sender user's id (impersonated).")
+@click.option("--account-id", metavar="GUID")
+@click.option("--private-key", metavar="PEM_FILE", help="The integration key's RSA private key.")
+@click.option("--production", is_flag=True, help="account.docusign.com instead of account-d.")
+def docusign_configure(sandbox_url: str | None, integration_key: str | None, user_id: str | None,
+                       account_id: str | None, private_key: str | None, production: bool) -> None:
+    """Store DocuSign credentials, encrypted with the master key."""
+    from gateway import store
+    from gateway import upstream
+
+    real = {"--integration-key": integration_key, "--user-id": user_id,
+            "--account-id": account_id, "--private-key": private_key}
+    with app_context():
+        _require_ready()
+        if sandbox_url:
+            if any(real.values()) or production:
+                raise CLIError("--sandbox cannot be combined with real DocuSign credentials")
+            settings = upstream.configure_sandbox(sandbox_url)
+        else:
+            missing = [flag for flag, value in real.items() if not value]
+            if missing:
+                raise CLIError("missing " + ", ".join(missing) + " (or use --sandbox URL)")
+            settings = upstream.settings_from_files(
+                integration_key=t.cast(str, integration_key), user_id=t.cast(str, user_id),
+                account_id=t.cast(str, account_id), private_key_path=t.cast(str, private_key),
+                production=production,
+            )
+        with store.transaction() as conn:
+            upstream.save_settings(conn, settings, now=time.time())
+        where = "the emulator at " + sandbox_url if sandbox_url else (
+            "DocuSign production" if production else "DocuSign demo")
+        click.echo(f"configured: {where}; run `gateway docusign check` to test it")
+
+
+@docusign.command("check")
+def docusign_check() -> None:
+    """Get a token and read userinfo; prints the consent URL when consent is missing."""
+    from gateway import errors
+    from gateway import store
+    from gateway import upstream
+
+    with app_context():
+        _require_ready()
+        try:
+            info = upstream.get_client().check()
+        except errors.UpstreamConsentRequired as exc:
+            url = getattr(exc, "consent_url", None)
+            raise CLIError(f"consent required: the system sender must open {url} and allow "
+                           "access, then run this again") from None
+        except errors.GatewayError as exc:
+            raise CLIError(f"{exc.error_code}: {exc.description}") from None
+        with store.transaction() as conn:
+            settings = upstream.load_settings(conn)
+        click.echo(f"ok: token obtained for {info.get('user_name')}; account "
+                   f"{info.get('account_name')!r} at {info.get('base_uri')}"
+                   + (" (emulator)" if settings and settings.sandbox else ""))
+
+
+@cli.group()
+def partners() -> None:
+    """Issue, list, revoke and rotate partner keys."""
+
+
+def _valid_policy(name: str) -> None:
+    """A partner is only added when its policy file exists and is valid."""
+    import os
+
+    from gateway.policies import get_policies
+    from gateway.policies import load_policy
+
+    path = get_policies().path_for(name)
+    if not os.path.exists(path):
+        raise CLIError(f"no policy file for {name!r}: write {os.path.relpath(path)} first")
+    load_policy(path)
+
+
+@partners.command("add")
+@click.argument("name")
+@click.option("--expires", metavar="DURATION", help="The key stops working after this (e.g. 90d).")
+def partners_add(name: str, expires: str | None) -> None:
+    """Create a partner (needs a valid policies/NAME.toml); prints its key once."""
+    from gateway import keys
+    from gateway import store
+
+    expires_at = time.time() + parse_duration(expires) if expires else None
+    with app_context():
+        _require_ready()
+        _valid_policy(name)
+        with store.transaction() as conn:
+            key = keys.add_partner(conn, name, expires_at=expires_at)
+    click.echo(f"partner {name!r} added; its key is shown once, store it now:", err=True)
+    click.echo(key)
+
+
+@partners.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def partners_list(as_json: bool) -> None:
+    """Every partner, its state and live key count."""
+    from gateway import keys
+    from gateway import store
+    from gateway.policies import get_policies
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            rows = keys.list_partners(conn)
+        policies = get_policies()
+        for row in rows:
+            row["policy"] = "ok" if policies.get(row["name"]) is not None else "missing/invalid"
+            row["state"] = "revoked" if row["revoked_at"] else "active"
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no partners yet: `gateway partners add NAME`")
+    for row in rows:
+        click.echo(f"{row['name']:<24} {row['state']:<8} keys={row['live_keys']} "
+                   f"policy={row['policy']} since={_when(row['created_at'])}")
+
+
+@partners.command("revoke")
+@click.argument("name")
+def partners_revoke(name: str) -> None:
+    """Revoke a partner and all its keys; bites on the very next request."""
+    from gateway import keys
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            count = keys.revoke_partner(conn, name)
+    click.echo(f"partner {name!r} revoked ({count} key(s))")
+
+
+@partners.command("rotate-key")
+@click.argument("name")
+@click.option("--grace", default="24h", show_default=True, metavar="DURATION",
+              help="How long the old key keeps working.")
+def partners_rotate(name: str, grace: str) -> None:
+    """Issue a new key; the old one works for the grace period. Prints the new key once."""
+    from gateway import keys
+    from gateway import store
+
+    seconds = parse_duration(grace)
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            key = keys.rotate_key(conn, name, grace=seconds)
+    click.echo(f"new key for {name!r}; old key(s) stop within {grace}:", err=True)
+    click.echo(key)
+
+
+@cli.group()
+def policies() -> None:
+    """Partner policy files."""
+
+
+@policies.command("check")
+def policies_check() -> None:
+    """Validate every policy file; exit 1 on any error."""
+    from gateway.policies import get_policies
+
+    with app_context():
+        good, bad = get_policies().check_all()
+    for name in sorted(good):
+        click.echo(f"ok      {name}")
+    for problem in bad:
+        for line in str(problem).splitlines():
+            click.echo(f"error   {line}", err=True)
+    if bad:
+        raise SystemExit(1)
+    if not good:
+        raise CLIError("no policy files found")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cli.command()
+@click.option("--partner", metavar="NAME")
+@click.option("--since", metavar="DURATION", help="Only events newer than this (e.g. 1h).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def audit(partner: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """Read the audit trail."""
+    from gateway import audit as audit_
+    from gateway import store
+
+    cutoff = time.time() - parse_duration(since) if since else None
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            rows = audit_.query(conn, partner=partner, since=cutoff, limit=limit)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{_when(row['at'])} {row['partner'] or '-':<16} {row['operation']:<16} "
+                       f"{row['method'] or ''} {row['path'] or ''} -> {row['status']} "
+                       f"{row['code'] or ''} {row['envelope_id'] or ''} {row['latency_ms']}ms")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the gateway with gunicorn."""
+    from gateway import serving
+
+    with app_context() as app:
+        _require_ready()
+        serving.preflight(app, workers=workers)
+    serving.run(host=host, port=port, workers=workers, threads=threads)
+
+
+def main() -> None:
+    """Console entry point: no traceback ever reaches the owner's terminal."""
+    try:
+        cli.main(prog_name="gateway")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        click.echo(f"error: unexpected {type(exc).__name__}; see the logs", err=True)
+        sys.exit(1)

@@ -1,0 +1,237 @@
+"""The partner API (`/v1`): the only routes that can lead to a DocuSign call.
+
+Each view runs behind `guards.partner_call` (key, policy, operation, rate limit),
+validates its body, checks ownership, and makes its upstream call through
+`upstream.get_client()`. Nothing here forwards a request: every upstream body is
+built by the gateway from the policy and validated input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import typing as t
+import uuid
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import jsonify
+from flask import request
+from marshmallow import Schema
+from marshmallow import ValidationError
+
+from gateway import errors
+from gateway import idempotency
+from gateway import return_relay
+from gateway import schemas
+from gateway import store
+from gateway import vault
+from gateway.guards import partner_call
+from gateway.upstream import get_client
+
+bp = Blueprint("partner", __name__, url_prefix="/v1")
+
+TERMINAL = frozenset({"completed", "declined", "voided"})
+SIGNING_URL_TTL = 300  # DocuSign's recipient view URL lives about 5 minutes, once
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def load_body(schema: Schema) -> dict[str, t.Any]:
+    """Parse and validate the JSON body: 400 if unparseable, 422 with per-field errors if invalid."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise errors.MalformedJSON()
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise errors.ValidationFailed(errors=t.cast(dict, exc.normalized_messages())) from None
+
+
+def owned_envelope(conn: sa.Connection, envelope_id: str) -> sa.Row[t.Any]:
+    """The caller's own envelope; anyone else's, or an unknown one, is 404 alike."""
+    g.envelope_id = envelope_id[:64]
+    env = store.envelopes
+    row = conn.execute(
+        sa.select(env).where(env.c.envelope_id == envelope_id,
+                             env.c.partner_id == g.caller.partner_id)
+    ).first()
+    if row is None:
+        raise errors.EnvelopeNotFound()
+    return row
+
+
+def status_body(row: t.Any) -> dict[str, t.Any]:
+    return {
+        "envelope_id": row.envelope_id,
+        "status": row.status,
+        "template": row.template_alias,
+        "reference": row.reference,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "last_event": row.last_event,
+    }
+
+
+@bp.post("/envelopes")
+@partner_call("create_draft")
+def create_envelope() -> tuple[Response, int, dict[str, str]]:
+    body = load_body(schemas.CreateEnvelopeSchema())
+    template = g.policy.templates.get(body["template"])
+    if template is None:
+        raise errors.TemplateNotAllowed()
+    problems = template.check_fields(body["fields"])
+    if problems:
+        raise errors.FieldInvalid(errors={"fields": problems})
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        status, answer = _create(body, template)
+    else:
+        status, answer = _create_once(key, body, template)
+    location = f"{bp.url_prefix}/envelopes/{answer['envelope_id']}"
+    return jsonify(answer), status, {"Location": location}
+
+
+def _create_once(key: str, body: dict[str, t.Any], template: t.Any) -> tuple[int, dict[str, t.Any]]:
+    idempotency.check_key(key)
+    partner_id = g.caller.partner_id
+    replay = idempotency.begin(partner_id, key, idempotency.request_hash(body),
+                               ttl=current_app.config["IDEMPOTENCY_TTL"])
+    if replay is not None:
+        g.envelope_id = replay.body.get("envelope_id")
+        return replay.status, replay.body
+    try:
+        return _create(body, template, idempotency_key=key)
+    except errors.UpstreamTimeout:
+        # DocuSign may have made the envelope: keep the claim so a retry cannot make a second
+        raise
+    except BaseException:
+        idempotency.release(partner_id, key)
+        raise
+
+
+def _create(body: dict[str, t.Any], template: t.Any, *,
+            idempotency_key: str | None = None) -> tuple[int, dict[str, t.Any]]:
+    signer = body["signer"]
+    client_user_id = uuid.uuid4().hex
+    summary = get_client().create_envelope(
+        template_id=template.template_id,
+        email_subject=template.email_subject,
+        role=template.role,
+        signer_name=signer["name"],
+        signer_email=signer["email"],
+        client_user_id=client_user_id,
+        tabs={name: str(value) for name, value in body["fields"].items()},
+        custom_fields={"gateway_partner": g.caller.partner},
+    )
+    envelope_id = summary["envelopeId"]
+    g.envelope_id = envelope_id
+    now = time.time()
+    answer = {
+        "envelope_id": envelope_id,
+        "status": "created",
+        "template": template.alias,
+        "reference": body["reference"],
+        "created_at": iso(now),
+    }
+    sealed = vault.get_vault().encrypt(
+        current_app.json.dumps({"name": signer["name"], "email": signer["email"]}).encode("utf-8")
+    )
+    with store.transaction() as conn:
+        conn.execute(store.envelopes.insert().values(
+            envelope_id=envelope_id, partner_id=g.caller.partner_id, template_alias=template.alias,
+            reference=body["reference"], client_user_id=client_user_id, signer_enc=sealed,
+            status="created", created_at=now, updated_at=now,
+        ))
+        if idempotency_key is not None:
+            idempotency.complete(conn, g.caller.partner_id, idempotency_key, 201, answer)
+    return 201, answer
+
+
+@bp.post("/envelopes/<envelope_id>/recipient-view")
+@partner_call("recipient_view")
+def recipient_view(envelope_id: str) -> tuple[Response, int]:
+    body = load_body(schemas.RecipientViewRequestSchema())
+    with store.transaction() as conn:
+        row = owned_envelope(conn, envelope_id)
+    if not g.policy.return_url_allowed(body["return_url"]):
+        raise errors.ReturnUrlNotAllowed()
+    if row.status in TERMINAL:
+        raise errors.EnvelopeNotSignable()
+    client = get_client()
+    if row.status == "created":
+        client.send_envelope(envelope_id)
+        _set_status(envelope_id, "sent")
+    signer = current_app.json.loads(vault.get_vault().decrypt(row.signer_enc))
+    url = client.recipient_view(
+        envelope_id,
+        return_url=return_relay.relay_url(envelope_id, g.caller.partner_id, body["return_url"]),
+        user_name=signer["name"],
+        email=signer["email"],
+        client_user_id=row.client_user_id,
+        frame_ancestors=g.policy.frame_ancestors,
+        message_origins=g.policy.message_origins,
+    )
+    return jsonify({"url": url, "expires_at": iso(time.time() + SIGNING_URL_TTL)}), 201
+
+
+def _set_status(envelope_id: str, status: str, **extra: t.Any) -> None:
+    with store.transaction() as conn:
+        conn.execute(store.envelopes.update()
+                     .where(store.envelopes.c.envelope_id == envelope_id)
+                     .values(status=status, updated_at=time.time(), **extra))
+
+
+@bp.get("/envelopes/<envelope_id>")
+@partner_call("status")
+def envelope_status(envelope_id: str) -> Response:
+    with store.transaction() as conn:
+        row = owned_envelope(conn, envelope_id)
+    if row.status not in TERMINAL and _claim_poll(envelope_id):
+        upstream = get_client().get_envelope(envelope_id)
+        status = upstream.get("status", row.status)
+        if status != row.status:
+            _set_status(envelope_id, status)
+        with store.transaction() as conn:
+            row = owned_envelope(conn, envelope_id)
+    return jsonify(status_body(row))
+
+
+def _claim_poll(envelope_id: str) -> bool:
+    """Atomically claim the right to ask DocuSign (at most once per interval, fleet-wide).
+
+    The gateway's record is fresh while nothing could have changed unseen: since the
+    envelope was created, last updated (return relay, Connect) or last polled less than
+    `STATUS_MIN_POLL_INTERVAL` ago. The conditional UPDATE is the lock.
+    """
+    now = time.time()
+    cutoff = now - current_app.config["STATUS_MIN_POLL_INTERVAL"]
+    env = store.envelopes.c
+    with store.transaction() as conn:
+        claimed = conn.execute(
+            store.envelopes.update()
+            .where(env.envelope_id == envelope_id, env.updated_at <= cutoff,
+                   sa.or_(env.upstream_checked_at.is_(None), env.upstream_checked_at <= cutoff))
+            .values(upstream_checked_at=now)
+        )
+    return claimed.rowcount == 1
+
+
+@bp.get("/templates")
+@partner_call(None)
+def list_templates() -> Response:
+    g.operation = "list_templates"
+    return jsonify({"templates": [tpl.public() for tpl in g.policy.templates.values()]})
+
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

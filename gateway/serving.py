@@ -1,0 +1,55 @@
+"""`gateway serve`: gunicorn in front of the app factory, after a preflight check."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from gateway.errors import CLIError
+
+log = logging.getLogger(__name__)
+
+
+def preflight(app: Flask, *, workers: int) -> None:
+    """Refuse a configuration that would silently break a guarantee."""
+    from gateway.vault import VaultError
+    from gateway.vault import get_vault
+
+    try:
+        get_vault()
+    except VaultError as exc:
+        raise CLIError(str(exc)) from None
+    if workers > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        raise CLIError("several workers need shared rate-limit counters: set "
+                       "RATELIMIT_STORAGE_URI=redis://... (memory:// counts per worker)")
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, t.Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from gateway import create_app
+
+        return create_app()
+
+
+def run(*, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve until interrupted; each worker builds its own app (and its own DB pool)."""
+    _Gunicorn({
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": None,
+        "graceful_timeout": 10,
+        "timeout": 60,
+    }).run()
