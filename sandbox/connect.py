@@ -90,9 +90,7 @@ class ConnectNotifier:
     def _ensure_worker(self) -> None:
         with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._work, name="sandbox-connect", daemon=True
-                )
+                self._thread = threading.Thread(target=self._work, name="sandbox-connect", daemon=True)
                 self._thread.start()
 
     def _work(self) -> None:

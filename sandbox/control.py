@@ -84,9 +84,7 @@ def add_key() -> tuple[Response, int]:
             if entry["pem"] == canonical:
                 return jsonify({"key_id": key_id, "already_registered": True}), 200
         if len(integration["keys"]) >= c.MAX_KEYS_PER_INTEGRATION_KEY:
-            raise ControlError(
-                f"an integration key holds at most {c.MAX_KEYS_PER_INTEGRATION_KEY} RSA keys"
-            )
+            raise ControlError(f"an integration key holds at most {c.MAX_KEYS_PER_INTEGRATION_KEY} RSA keys")
         key_id = str(uuid.uuid4())
         integration["keys"][key_id] = {"pem": canonical, "key": key}
     return jsonify({"key_id": key_id}), 201
@@ -353,10 +351,7 @@ def list_envelopes() -> Response:
     sandbox = get_sandbox()
     with sandbox.lock:
         return jsonify(
-            [
-                {"envelopeId": e["envelopeId"], "status": e["status"]}
-                for e in sandbox.envelopes.values()
-            ]
+            [{"envelopeId": e["envelopeId"], "status": e["status"]} for e in sandbox.envelopes.values()]
         )
 
 
@@ -371,9 +366,7 @@ def envelope_record(envelope_id: str) -> Response:
         record = _public(envelope)
         record["views"] = [_public(sandbox.signing_urls[token]) for token in envelope["views"]]
         record["sessions"] = [
-            _public(s)
-            for s in sandbox.sessions.values()
-            if s["envelope_id"] == envelope["envelopeId"]
+            _public(s) for s in sandbox.sessions.values() if s["envelope_id"] == envelope["envelopeId"]
         ]
     return jsonify(record)
 

@@ -19,9 +19,7 @@ class SandboxError(Exception):
 
     status: int = 400
 
-    def __init__(
-        self, *, status: int | None = None, headers: t.Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, status: int | None = None, headers: t.Mapping[str, str] | None = None) -> None:
         super().__init__()
         if status is not None:
             self.status = status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import typing as t
 from urllib.parse import urlencode
@@ -47,6 +49,25 @@ def _number(value: t.Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _canonical_segments(assertion: str) -> bool:
+    """Three base64url segments, each in its one canonical (re-encodable) form.
+
+    Base64 decoders ignore the spare bits of the last character, so without this
+    check a changed character could still carry the same signature.
+    """
+    segments = assertion.split(".")
+    if len(segments) != 3:
+        return False
+    for segment in segments:
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (ValueError, binascii.Error):
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+            return False
+    return True
+
+
 def verify_assertion(sandbox: Sandbox, assertion: str) -> dict[str, t.Any]:
     """Check a JWT-grant assertion the way DocuSign does; return its claims.
 
@@ -54,6 +75,8 @@ def verify_assertion(sandbox: Sandbox, assertion: str) -> dict[str, t.Any]:
     :raises OAuthError: ``invalid_grant`` with the reason in ``error_description``,
         ``invalid_scope`` or ``consent_required``
     """
+    if not _canonical_segments(assertion):
+        raise invalid_grant(NO_VALID_KEYS)
     try:
         header = jwt.get_unverified_header(assertion)
         unverified = jwt.decode(assertion, options={"verify_signature": False})
@@ -70,9 +93,7 @@ def verify_assertion(sandbox: Sandbox, assertion: str) -> dict[str, t.Any]:
     claims = None
     for key in keys:
         try:
-            claims = jwt.decode(
-                assertion, key, algorithms=[c.JWT_ALGORITHM], options=_SIGNATURE_ONLY
-            )
+            claims = jwt.decode(assertion, key, algorithms=[c.JWT_ALGORITHM], options=_SIGNATURE_ONLY)
             break
         except jwt.InvalidSignatureError:
             continue

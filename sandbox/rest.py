@@ -144,9 +144,7 @@ def _check_roles(template: dict[str, t.Any], roles: t.Any) -> list[dict[str, t.A
         by_name[name] = role
     missing = [name for name in template["roles"] if name not in by_name]
     if missing:
-        raise RestError(
-            c.ROLE_MISMATCH_CODE, f"No recipient was given for template role(s): {missing}."
-        )
+        raise RestError(c.ROLE_MISMATCH_CODE, f"No recipient was given for template role(s): {missing}.")
     return [by_name[name] for name in template["roles"]]
 
 
@@ -168,8 +166,7 @@ def _check_tabs(template: dict[str, t.Any], role: dict[str, t.Any]) -> dict[str,
             if kind != "textTabs" or not isinstance(label, str) or label not in values:
                 raise RestError(
                     c.UNKNOWN_TAB_LABEL_CODE,
-                    f"Tab label '{label}' ({kind}) does not exist on template "
-                    f"{template['templateId']}.",
+                    f"Tab label '{label}' ({kind}) does not exist on template {template['templateId']}.",
                 )
             value = entry.get("value", "")
             if not isinstance(value, str):
@@ -178,9 +175,7 @@ def _check_tabs(template: dict[str, t.Any], role: dict[str, t.Any]) -> dict[str,
     return values
 
 
-def _make_signer(
-    template: dict[str, t.Any], role: dict[str, t.Any], number: int
-) -> dict[str, t.Any]:
+def _make_signer(template: dict[str, t.Any], role: dict[str, t.Any], number: int) -> dict[str, t.Any]:
     """Validate one template role and build its signer record."""
     email = role.get("email")
     if not isinstance(email, str) or not EMAIL_RE.match(email):
@@ -190,9 +185,7 @@ def _make_signer(
         raise RestError(c.INVALID_NAME_CODE, "The user name for the recipient is not specified.")
     client_user_id = _optional_str(role, "clientUserId", where="templateRoles.")
     if client_user_id is not None and not 0 < len(client_user_id) <= CLIENT_USER_ID_MAX:
-        raise invalid_parameter(
-            f"Value for 'clientUserId' must be 1 to {CLIENT_USER_ID_MAX} characters."
-        )
+        raise invalid_parameter(f"Value for 'clientUserId' must be 1 to {CLIENT_USER_ID_MAX} characters.")
     return {
         "recipientId": str(number),
         "recipientIdGuid": new_guid(),
@@ -237,7 +230,7 @@ def send_envelope(sandbox: Sandbox, envelope: dict[str, t.Any]) -> None:
         signer["status"] = "sent"
         signer["sentDateTime"] = now
     envelope["expireDateTime"] = now + ENVELOPE_EXPIRE_DAYS * 86400
-    sandbox.set_envelope_status(envelope, "sent")
+    sandbox.set_envelope_status(envelope, "sent", now=now)
 
 
 @bp.post("/envelopes")
@@ -249,9 +242,7 @@ def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response,
         template_id = body.get("templateId")
         template = sandbox.templates.get(template_id) if isinstance(template_id, str) else None
         if template is None:
-            raise RestError(
-                c.TEMPLATE_NOT_FOUND_CODE, f"The template ID '{template_id}' is invalid."
-            )
+            raise RestError(c.TEMPLATE_NOT_FOUND_CODE, f"The template ID '{template_id}' is invalid.")
         status = body.get("status")
         if status is None and not c.CREATE_STATUS_REQUIRED:
             status = "created"
@@ -259,9 +250,7 @@ def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response,
             raise invalid_parameter("Value for 'status' must be 'created' or 'sent'.")
         subject = _optional_str(body, "emailSubject")
         if subject is not None and not 0 < len(subject) <= EMAIL_SUBJECT_MAX:
-            raise invalid_parameter(
-                f"Value for 'emailSubject' must be 1 to {EMAIL_SUBJECT_MAX} characters."
-            )
+            raise invalid_parameter(f"Value for 'emailSubject' must be 1 to {EMAIL_SUBJECT_MAX} characters.")
         roles = _check_roles(template, body.get("templateRoles"))
         signers = [_make_signer(template, role, i) for i, role in enumerate(roles, start=1)]
         custom_fields = _check_custom_fields(body)
@@ -326,9 +315,7 @@ def list_recipients(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) 
 
 @bp.put("/envelopes/<envelope_id>")
 @rest_endpoint("update_envelope")
-def update_envelope(
-    sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str
-) -> tuple[Response, int]:
+def update_envelope(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
     """Send a draft, void a sent envelope, or keep a draft a draft (docusign.md §4)."""
     body = read_body()
     with sandbox.lock:
@@ -364,9 +351,7 @@ def update_envelope(
 
 def _void(sandbox: Sandbox, envelope: dict[str, t.Any], reason: t.Any) -> None:
     if not isinstance(reason, str) or not reason.strip():
-        raise invalid_parameter(
-            "Value for 'voidedReason' must be specified when voiding an envelope."
-        )
+        raise invalid_parameter("Value for 'voidedReason' must be specified when voiding an envelope.")
     if envelope["status"] not in c.VIEWABLE_STATUSES:
         raise RestError(
             c.VOID_INVALID_STATUS_CODE,
@@ -384,18 +369,14 @@ def _origins(body: dict[str, t.Any], key: str) -> list[str]:
     value = body.get(key)
     if value is None:
         return []
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and ORIGIN_RE.match(v) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, str) and ORIGIN_RE.match(v) for v in value):
         raise invalid_parameter(f"Value for '{key}' must be a list of origins (scheme://host).")
     return [v.rstrip("/") for v in value]
 
 
 @bp.post("/envelopes/<envelope_id>/views/recipient")
 @rest_endpoint("recipient_view")
-def recipient_view(
-    sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str
-) -> tuple[Response, int]:
+def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
     """A single-use embedded signing URL for an embedded recipient (docusign.md §5)."""
     body = read_body()
     for key in ("returnUrl", "authenticationMethod", "userName", "email", "clientUserId"):
@@ -431,8 +412,7 @@ def recipient_view(
         if signer is None:
             raise RestError(
                 c.UNKNOWN_RECIPIENT_CODE,
-                "The recipient you have identified is not a valid recipient of the "
-                "specified envelope.",
+                "The recipient you have identified is not a valid recipient of the specified envelope.",
             )
         if signer["status"] not in c.VIEWABLE_STATUSES:
             raise RestError(

@@ -63,9 +63,7 @@ class BackgroundServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         handler = _QuietHandler if self.quiet else None
-        self._server = make_server(
-            self.host, self.port, self.app, threaded=True, request_handler=handler
-        )
+        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=handler)
         self.port = self._server.port
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"sandbox-server-{self.port}", daemon=True

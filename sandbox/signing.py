@@ -62,9 +62,7 @@ def redeem(token: str) -> Response:
             raise PageError("This signing link is not valid.", status=404)
         ancestors = view["frame_ancestors"]
         if view["redeemed"] is not None:
-            raise PageError(
-                "This signing link has already been used.", status=410, frame_ancestors=ancestors
-            )
+            raise PageError("This signing link has already been used.", status=410, frame_ancestors=ancestors)
         now = sandbox.now()
         if now >= view["expires"]:
             raise PageError("This signing link has expired.", status=410, frame_ancestors=ancestors)
@@ -96,7 +94,7 @@ def redeem(token: str) -> Response:
             signer["status"] = "delivered"
             signer["deliveredDateTime"] = now
         if envelope["status"] == "sent":
-            sandbox.set_envelope_status(envelope, "delivered")
+            sandbox.set_envelope_status(envelope, "delivered", now=now)
         html = render_template(
             "signing.html",
             envelope=envelope,
@@ -117,9 +115,7 @@ def act(session_id: str, action: str) -> Response:
             raise PageError("This signing session does not exist.", status=404)
         ancestors = session["frame_ancestors"]
         if session["closed"] is not None:
-            raise PageError(
-                "This signing session has ended.", status=410, frame_ancestors=ancestors
-            )
+            raise PageError("This signing session has ended.", status=410, frame_ancestors=ancestors)
         envelope = sandbox.envelopes[session["envelope_id"]]
         signer = _signer(envelope, session["recipient_id"])
         if envelope["status"] in c.TERMINAL_STATUSES or signer["status"] in (
@@ -153,12 +149,12 @@ def _apply(
         signer["status"] = "completed"
         signer["signedDateTime"] = now
         if all(s["status"] == "completed" for s in envelope["recipients"]):
-            sandbox.set_envelope_status(envelope, "completed")
+            sandbox.set_envelope_status(envelope, "completed", now=now)
     elif action == "decline":
         signer["status"] = "declined"
         signer["declinedDateTime"] = now
         signer["declinedReason"] = reason or None
-        sandbox.set_envelope_status(envelope, "declined")
+        sandbox.set_envelope_status(envelope, "declined", now=now)
 
 
 def init_app(app: Flask) -> None:

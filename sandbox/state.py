@@ -51,9 +51,7 @@ class Sandbox:
         """Restore the seeded state (no keys, no consent, no envelopes)."""
         with self.lock:
             self.clock_offset = 0.0
-            self.integration_keys: dict[str, dict[str, t.Any]] = {
-                c.DEMO_INTEGRATION_KEY: {"keys": {}}
-            }
+            self.integration_keys: dict[str, dict[str, t.Any]] = {c.DEMO_INTEGRATION_KEY: {"keys": {}}}
             self.users: dict[str, dict[str, t.Any]] = {
                 c.DEMO_USER_ID: {
                     "user_id": c.DEMO_USER_ID,
@@ -105,13 +103,16 @@ class Sandbox:
 
     # --- envelopes --------------------------------------------------------
 
-    def set_envelope_status(self, envelope: dict[str, t.Any], status: str) -> None:
+    def set_envelope_status(
+        self, envelope: dict[str, t.Any], status: str, *, now: float | None = None
+    ) -> None:
         """Change an envelope's status, stamp its dates and publish to Connect.
 
         :param envelope: the internal record (caller holds the lock)
         :param status: the new status
+        :param now: the time of the change (default: the emulator clock now)
         """
-        now = self.now()
+        now = self.now() if now is None else now
         envelope["status"] = status
         envelope["statusChangedDateTime"] = now
         envelope["lastModifiedDateTime"] = now
