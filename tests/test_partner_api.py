@@ -63,6 +63,7 @@ def test_rate_limit_headers_on_success(partner: PartnerActions, client) -> None:
     assert resp.status_code == 200
     assert resp.headers["X-RateLimit-Limit"] == "120"
     assert int(resp.headers["X-RateLimit-Remaining"]) == 119
+    assert "Retry-After" not in resp.headers
 
 
 def test_templates_lists_aliases_never_ids(partner: PartnerActions, client) -> None:
