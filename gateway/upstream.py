@@ -501,8 +501,8 @@ class DocuSignClient:
         return (token is not None and token.settings == settings
                 and token.expires_at - self.clock() > self.refresh_margin)
 
-    def _drop_token(self, token: _Token) -> None:
-        with self._auth_lock:
+    def _drop_token(self, token: _Token, deadline: float) -> None:
+        with self._acquire(self._auth_lock, deadline):
             # another thread may already have replaced it: keep the newer one
             if self._token is token:
                 self._token = None
@@ -590,7 +590,7 @@ class DocuSignClient:
             if resp.status_code == 401 and not reauth:
                 # DocuSign did nothing with an unauthenticated call, so even a create may
                 # go again, once, with a new token
-                self._drop_token(token)
+                self._drop_token(token, deadline)
                 continue
             break
         if resp.status_code >= 400:
@@ -685,13 +685,15 @@ def _default_session() -> requests.Session:
 
 def _classify(exc: requests.RequestException) -> _TransportFailure:
     reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+    # refused / unresolvable: the request never left, so DocuSign cannot have acted on it
+    # (checked first: urllib3's NewConnectionError is also a ConnectTimeoutError)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return _TransportFailure("connection", sent=False)
     if isinstance(exc, requests.ConnectTimeout):
         return _TransportFailure("timeout", sent=False)
     if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
         return _TransportFailure("timeout", sent=True)
-    # refused / unresolvable: the request never left, so DocuSign cannot have acted on it
-    never_sent = isinstance(reason, urllib3.exceptions.NewConnectionError)
-    return _TransportFailure("connection", sent=not never_sent)
+    return _TransportFailure("connection", sent=True)
 
 
 def _path_id(envelope_id: str) -> str:
@@ -743,7 +745,7 @@ def _retryable(resp: requests.Response) -> bool:
 
 
 def _retry_after(resp: requests.Response) -> float | None:
-    """Seconds DocuSign asks us to wait: Retry-After, else X-RateLimit-Reset (epoch)."""
+    """Seconds DocuSign asks us to wait: Retry-After, else the hourly reset when it is spent."""
     value = resp.headers.get("Retry-After", "").strip()
     if value:
         if value.isdigit():
@@ -754,8 +756,11 @@ def _retry_after(resp: requests.Response) -> float | None:
             when = None
         if when is not None and when.tzinfo is not None:
             return max(0.0, when.timestamp() - time.time())
+    # every REST answer carries X-RateLimit-Reset; it only says when to come back when the
+    # hourly budget is what ran out (a 5xx or a burst limit would clear much sooner)
     reset = _number(resp.headers.get("X-RateLimit-Reset"))
-    if reset is not None:
+    spent = resp.headers.get("X-RateLimit-Remaining", "").strip() == "0"
+    if reset is not None and (spent or _error_code(resp).upper().startswith("HOURLY_API")):
         # an epoch timestamp per docusign.md §8; small values can only be a delay
         return max(0.0, reset - time.time()) if reset > 1e9 else reset
     return None
