@@ -15,6 +15,9 @@ if t.TYPE_CHECKING:
     from flask import Flask
 
 
+POLL_INTERVAL = 0.05
+
+
 class _QuietHandler(WSGIRequestHandler):
     """A request handler that does not print an access-log line per request."""
 
@@ -66,7 +69,11 @@ class BackgroundServer:
         self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=handler)
         self.port = self._server.port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sandbox-server-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            # a short poll keeps stop() fast (shutdown waits for one poll)
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"sandbox-server-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
