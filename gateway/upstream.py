@@ -259,6 +259,7 @@ def _sandbox_call(
 class _Token:
     authorization: str  # the whole Authorization header value: "<token_type> <access_token>"
     expires_at: float  # on the client's clock
+    refresh_at: float  # from here on it is replaced before use
     settings: DocuSignSettings  # what it was issued for: new settings invalidate it
 
 
@@ -498,8 +499,7 @@ class DocuSignClient:
             return self._token, self._account
 
     def _usable(self, token: _Token | None, settings: DocuSignSettings) -> bool:
-        return (token is not None and token.settings == settings
-                and token.expires_at - self.clock() > self.refresh_margin)
+        return token is not None and token.settings == settings and self.clock() < token.refresh_at
 
     def _drop_token(self, token: _Token, deadline: float) -> None:
         with self._acquire(self._auth_lock, deadline):
@@ -545,8 +545,11 @@ class DocuSignClient:
         if not isinstance(access, str) or not access or not isinstance(token_type, str):
             raise errors.UpstreamUnavailable("DocuSign answered without an access token.")
         lifetime = _number(body.get("expires_in")) or DEFAULT_TOKEN_LIFETIME
-        # measured from the request: the token may have aged in flight and in retries
-        return _Token(f"{token_type} {access}", started + lifetime, settings)
+        # measured from the request: the token may have aged in flight and in retries; a margin
+        # as long as the lifetime would fetch a token per call, so it is capped at half
+        margin = min(self.refresh_margin, lifetime / 2)
+        return _Token(f"{token_type} {access}", started + lifetime, started + lifetime - margin,
+                      settings)
 
     def _fetch_account(self, settings: DocuSignSettings, deadline: float) -> _Account:
         url = settings.oauth_base_url.rstrip("/") + "/oauth/userinfo"

@@ -282,6 +282,15 @@ def test_token_is_refreshed_before_it_expires(client: upstream.DocuSignClient,
     assert client.token_status()["expires_in"] > TOKEN_TTL - 10
 
 
+def test_oversized_refresh_margin_still_reuses_the_token(client: upstream.DocuSignClient,
+                                                         ctl: Control) -> None:
+    # a margin longer than the token's life must not turn into one token per call
+    client.refresh_margin = TOKEN_TTL * 2
+    _create(client)
+    _create(client)
+    assert ctl.calls()["token"] == 1
+
+
 def test_expired_token_is_replaced_once_on_401(client: upstream.DocuSignClient,
                                                ctl: Control) -> None:
     _create(client)
