@@ -228,7 +228,6 @@ def _claim_poll(envelope_id: str) -> bool:
 @bp.get("/templates")
 @partner_call(None)
 def list_templates() -> Response:
-    g.operation = "list_templates"
     return jsonify({"templates": [tpl.public() for tpl in g.policy.templates.values()]})
 
 
