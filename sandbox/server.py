@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import typing as t
 
+from werkzeug.serving import LISTEN_QUEUE
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import get_sockaddr
 from werkzeug.serving import make_server
+from werkzeug.serving import select_address_family
 
 if t.TYPE_CHECKING:
     from types import TracebackType
@@ -23,6 +27,26 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+def _make_server(
+    host: str, port: int, app: t.Any, handler: type[WSGIRequestHandler] | None = None
+) -> BaseWSGIServer:
+    """A threaded werkzeug server on a socket we bind ourselves.
+
+    werkzeug's own bind prints to stderr and calls ``sys.exit(1)`` when the port
+    is taken; binding first turns that into a plain :class:`OSError` for the caller.
+    """
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(LISTEN_QUEUE)
+        # werkzeug duplicates the descriptor, so ours is closed right after
+        return make_server(host, port, app, threaded=True, request_handler=handler, fd=sock.fileno())
+    finally:
+        sock.close()
 
 
 def _url(host: str, port: int) -> str:
@@ -116,7 +140,7 @@ def serve(host: str, port: int, config: dict[str, t.Any] | None = None) -> None:
     from .constants import DEMO_USER_ID
 
     app = create_app(config)
-    server = make_server(host, port, app, threaded=True)
+    server = _make_server(host, port, app)
     url = _url(host, server.port)
     print(f"DocuSign sandbox listening on {url}  (Ctrl-C to stop)", flush=True)
     print(f"  integration key {DEMO_INTEGRATION_KEY}", flush=True)
