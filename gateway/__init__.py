@@ -27,6 +27,8 @@ DEFAULTS: dict[str, t.Any] = {
     # the whole upstream exchange (retries included) must end within this budget
     "DOCUSIGN_TOTAL_BUDGET": 25.0,
     "DOCUSIGN_TOKEN_REFRESH_MARGIN": 300,
+    # how often a running gateway looks for credentials changed by `gateway docusign configure`
+    "DOCUSIGN_SETTINGS_RECHECK": 5,
     "RETURN_TOKEN_TTL": 3600,
     "GATEWAY_TOKEN_TTL": 900,
 }
