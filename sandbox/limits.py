@@ -11,6 +11,7 @@ from collections import deque
 
 from flask import current_app
 from flask import request
+from werkzeug.wrappers import Response
 
 from . import constants as c
 from .errors import OAuthError
@@ -43,7 +44,9 @@ def endpoint(name: str) -> t.Callable[[F], F]:
                 sandbox.calls[name] += 1
                 fault = _take_fault(sandbox, name)
             if fault is not None:
-                _apply_fault(fault, name)
+                dropped = _apply_fault(fault, name)
+                if dropped is not None:
+                    return dropped
             return view(*args, **kwargs)
 
         return t.cast(F, wrapper)
@@ -62,15 +65,17 @@ def _take_fault(sandbox: Sandbox, name: str) -> dict[str, t.Any] | None:
     return None
 
 
-def _apply_fault(fault: dict[str, t.Any], name: str) -> None:
-    """Sleep, drop the connection, or raise the configured error."""
+def _apply_fault(fault: dict[str, t.Any], name: str) -> Response | None:
+    """Sleep (then go on), drop the connection, or raise the configured error.
+
+    :returns: a placeholder response for a dropped connection, else ``None``
+    """
     mode = fault["mode"]
     if mode == "delay":
         time.sleep(fault["delay_ms"] / 1000)
-        return
+        return None
     if mode == "drop":
-        drop_connection()
-        return
+        return drop_connection()
     status = fault["status"]
     headers = {}
     if fault.get("retry_after") is not None:
@@ -90,12 +95,13 @@ class ConnectionDropped(ConnectionResetError):
     """Raised when a ``drop`` fault hits a request that has no real socket (test client)."""
 
 
-def drop_connection() -> None:
+def drop_connection() -> Response:
     """Close the client's TCP connection without sending any response.
 
-    Under a real werkzeug server the socket is shut down, so the server's later
-    write fails and werkzeug treats the connection as dropped. Under the Flask
-    test client there is no socket, so :class:`ConnectionDropped` is raised.
+    Under a real werkzeug server the socket is shut down and a placeholder
+    response returned: writing it fails, which werkzeug treats (quietly) as a
+    dropped connection. Under the Flask test client there is no socket, so
+    :class:`ConnectionDropped` is raised instead.
     """
     sock = request.environ.get("werkzeug.socket")
     if not isinstance(sock, socket.socket):
@@ -104,7 +110,7 @@ def drop_connection() -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-    raise ConnectionDropped("sandbox fault: connection dropped")
+    return Response(b"", status=500)
 
 
 # --- account-wide limits -----------------------------------------------------
