@@ -103,7 +103,7 @@ class ConnectNotifier:
             finally:
                 self.queue.task_done()
 
-    def _deliver(self, generation: int, config: dict[str, t.Any], message: dict[str, t.Any]):
+    def _deliver(self, generation: int, config: dict[str, t.Any], message: dict[str, t.Any]) -> None:
         delays = [0, *self.sandbox.config["SANDBOX_CONNECT_RETRY_DELAYS"]]
         timeout = self.sandbox.config["SANDBOX_CONNECT_TIMEOUT"]
         for attempt, delay in enumerate(delays):

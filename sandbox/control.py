@@ -190,7 +190,7 @@ def list_templates() -> Response:
     """All templates, seeded and added."""
     sandbox = get_sandbox()
     with sandbox.lock:
-        return jsonify(list(copy.deepcopy(list(sandbox.templates.values()))))
+        return jsonify(copy.deepcopy(list(sandbox.templates.values())))
 
 
 # --- faults and calls -------------------------------------------------------------------
@@ -340,11 +340,6 @@ def reset() -> Response:
     return jsonify({"reset": True})
 
 
-def _public(record: t.Any) -> t.Any:
-    """A JSON-safe deep copy of an internal record."""
-    return copy.deepcopy(record)
-
-
 @bp.get("/envelopes")
 def list_envelopes() -> Response:
     """Ids and statuses of all envelopes."""
@@ -363,10 +358,10 @@ def envelope_record(envelope_id: str) -> Response:
         envelope = sandbox.envelopes.get(envelope_id.lower())
         if envelope is None:
             raise ControlError("unknown envelope", status=404)
-        record = _public(envelope)
-        record["views"] = [_public(sandbox.signing_urls[token]) for token in envelope["views"]]
+        record = copy.deepcopy(envelope)
+        record["views"] = [copy.deepcopy(sandbox.signing_urls[token]) for token in envelope["views"]]
         record["sessions"] = [
-            _public(s) for s in sandbox.sessions.values() if s["envelope_id"] == envelope["envelopeId"]
+            copy.deepcopy(s) for s in sandbox.sessions.values() if s["envelope_id"] == envelope["envelopeId"]
         ]
     return jsonify(record)
 

@@ -240,7 +240,7 @@ def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response,
     body = read_body()
     with sandbox.lock:
         template_id = body.get("templateId")
-        template = sandbox.templates.get(template_id) if isinstance(template_id, str) else None
+        template = sandbox.templates.get(template_id.lower()) if isinstance(template_id, str) else None
         if template is None:
             raise RestError(c.TEMPLATE_NOT_FOUND_CODE, f"The template ID '{template_id}' is invalid.")
         status = body.get("status")

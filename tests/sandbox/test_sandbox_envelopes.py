@@ -376,3 +376,11 @@ def test_put_email_subject_on_draft_only(ds):
 def test_put_empty_body(ds):
     eid = ds.create().get_json()["envelopeId"]
     rest_error(ds.rest("PUT", f"/envelopes/{eid}", json={}), "INVALID_REQUEST_BODY")
+
+
+def test_guids_are_case_insensitive(ds):
+    resp = ds.create(templateId=c.MEMBERSHIP_TEMPLATE_ID.upper())
+    assert resp.status_code == 201
+    eid = resp.get_json()["envelopeId"]
+    assert eid == eid.lower()
+    assert ds.rest("GET", f"/envelopes/{eid.upper()}").get_json()["envelopeId"] == eid

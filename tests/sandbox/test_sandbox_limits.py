@@ -222,6 +222,7 @@ def test_call_counts(ds):
     ds.rest("GET", "/nowhere")  # unknown route: no endpoint
     calls = ds.control("/calls", method="GET")
     assert calls["counts"] == {
+        **{name: 0 for name in c.ENDPOINT_NAMES},
         "token": 1,
         "userinfo": 1,
         "create_envelope": 1,
