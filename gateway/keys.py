@@ -117,6 +117,8 @@ _LOOKUP = (
         store.partners.c.revoked_at.label("partner_revoked_at"),
     )
     .select_from(store.api_keys.join(store.partners))
+    # a bound parameter, not a literal: the statement is built and its cache key made once
+    .where(store.api_keys.c.key_id == sa.bindparam("key_id"))
 )
 
 
@@ -131,7 +133,7 @@ def authenticate(conn: sa.Connection, presented: str | None, *, now: float | Non
     key_id = parse(presented)
     if key_id is None:
         raise errors.InvalidApiKey()
-    row = conn.execute(_LOOKUP.where(store.api_keys.c.key_id == key_id)).first()
+    row = conn.execute(_LOOKUP, {"key_id": key_id}).first()
     expected = row.secret_hash if row is not None else "0" * 64
     # hash even for an unknown key id, so timing does not tell known ids apart
     if not hmac.compare_digest(hash_key(conn, presented), expected) or row is None:
