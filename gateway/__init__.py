@@ -72,6 +72,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import store
     from gateway import upstream
     from gateway import vault
+    from gateway import webhooks
 
     errors.init_app(app)
     audit.init_app(app)
@@ -82,4 +83,5 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     partner_api.init_app(app)
     return_relay.init_app(app)
+    webhooks.init_app(app)
     return app

@@ -35,6 +35,9 @@ def _start_request() -> None:
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
+_INSERT = store.audit_events.insert()
+
+
 def record(
     *,
     operation: str,
@@ -49,22 +52,22 @@ def record(
     detail: str | None = None,
 ) -> None:
     """Append one audit row (its own transaction)."""
+    row = {
+        "at": time.time(),
+        "request_id": request_id,
+        "partner": partner,
+        "operation": operation,
+        "method": method,
+        "path": path[:512] if path else path,
+        "envelope_id": envelope_id,
+        "status": status,
+        "code": code,
+        "latency_ms": latency_ms,
+        "detail": detail,
+    }
     with store.transaction() as conn:
-        conn.execute(
-            store.audit_events.insert().values(
-                at=time.time(),
-                request_id=request_id,
-                partner=partner,
-                operation=operation,
-                method=method,
-                path=path[:512] if path else path,
-                envelope_id=envelope_id,
-                status=status,
-                code=code,
-                latency_ms=latency_ms,
-                detail=detail,
-            )
-        )
+        # one prebuilt INSERT with bound parameters: built and cached once, not per request
+        conn.execute(_INSERT, row)
 
 
 def _audited(path: str) -> bool:

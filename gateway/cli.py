@@ -172,6 +172,88 @@ def docusign_check() -> None:
                    + (" (emulator)" if settings and settings.sandbox else ""))
 
 
+@docusign.group("connect-secret")
+def connect_secret() -> None:
+    """Connect HMAC secrets: several at once, so one can rotate without dropping messages."""
+
+
+@connect_secret.command("add")
+@click.option("--generate", is_flag=True,
+              help="Make a random secret and print it once (for the emulator, or to paste).")
+def connect_secret_add(generate: bool) -> None:
+    """Add a secret (DocuSign shows it under Connect > HMAC keys); read from stdin, not a flag."""
+    from gateway import store
+    from gateway import webhooks
+
+    value = None
+    if not generate:
+        value = click.prompt("Connect HMAC secret", hide_input=True, err=True).strip()
+    with app_context():
+        _require_ready()
+        try:
+            with store.transaction() as conn:
+                secret_id, value = webhooks.add_secret(conn, value, now=time.time())
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    click.echo(f"Connect secret {secret_id} added", err=True)
+    if generate:
+        click.echo(value)
+
+
+@connect_secret.command("list")
+def connect_secret_list() -> None:
+    """The configured secrets' ids and ages (never the secrets)."""
+    from gateway import store
+    from gateway import webhooks
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            entries = webhooks.load_secrets(conn)
+    if not entries:
+        click.echo("no Connect secrets: every Connect message is refused until you add one")
+    for entry in entries:
+        click.echo(f"{entry['id']}  added {_when(entry['added_at'])}")
+
+
+@connect_secret.command("remove")
+@click.argument("secret_id")
+def connect_secret_remove(secret_id: str) -> None:
+    """Forget a secret; messages signed only with it are refused from now on."""
+    from gateway import store
+    from gateway import webhooks
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            removed = webhooks.remove_secret(conn, secret_id, now=time.time())
+    if not removed:
+        raise CLIError(f"no Connect secret with id {secret_id!r}; see `gateway docusign connect-secret list`")
+    click.echo(f"Connect secret {secret_id} removed")
+
+
+@docusign.command("sandbox-connect")
+@click.option("--sandbox", "sandbox_url", required=True, metavar="URL", help="The running emulator.")
+@click.option("--listener", required=True, metavar="URL",
+              help="The gateway's listener as the emulator reaches it, e.g. "
+                   "http://127.0.0.1:8080/webhooks/docusign")
+def docusign_sandbox_connect(sandbox_url: str, listener: str) -> None:
+    """Make the emulator's Connect post to the gateway, signed with a fresh secret."""
+    from gateway import store
+    from gateway import webhooks
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            secret_id, _ = webhooks.add_secret(conn, now=time.time())
+            values = [e["secret"] for e in webhooks.load_secrets(conn)]
+            try:
+                webhooks.configure_sandbox_connect(sandbox_url, listener, values)
+            except ValueError as exc:
+                raise CLIError(str(exc)) from None
+    click.echo(f"emulator Connect -> {listener} (secret {secret_id})")
+
+
 @cli.group()
 def partners() -> None:
     """Issue, list, revoke and rotate partner keys."""
@@ -317,6 +399,56 @@ def audit(partner: str | None, since: str | None, limit: int, as_json: bool) -> 
             click.echo(f"{_when(row['at'])} {row['partner'] or '-':<16} {row['operation']:<16} "
                        f"{row['method'] or ''} {row['path'] or ''} -> {row['status']} "
                        f"{row['code'] or ''} {row['envelope_id'] or ''} {row['latency_ms']}ms")
+
+
+@cli.group("keys")
+def signing_keys() -> None:
+    """The gateway's own signing keys (gateway_token, /.well-known/jwks.json)."""
+
+
+@signing_keys.command("rotate-signing")
+@click.option("--activate-in", default="0s", show_default=True, metavar="DURATION",
+              help="Publish the new key now, sign with it after this (e.g. 10m: longer than "
+                   "partners cache the JWKS).")
+@click.option("--drop-old", is_flag=True,
+              help="Unpublish the old keys at once (a leaked key): tokens they signed stop verifying.")
+def keys_rotate_signing(activate_in: str, drop_old: bool) -> None:
+    """New gateway_token signing key; old public keys stay in the JWKS until their tokens expire."""
+    from gateway import return_relay
+    from gateway import store
+
+    seconds = parse_duration(activate_in)
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            kid = return_relay.rotate_signing_key(conn, activate_in=seconds, drop_old=drop_old)
+    click.echo(f"new signing key {kid}" + (f", signing from {activate_in} on" if seconds else ""))
+
+
+@signing_keys.command("list-signing")
+def keys_list_signing() -> None:
+    """The signing keys' kids and states (pending, active, retired, expired)."""
+    from gateway import return_relay
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            rows = return_relay.signing_key_summary(conn)
+    for row in rows:
+        click.echo(f"{row['kid']}  {row['state']:<8} from {_when(row['activates_at'])}"
+                   + (f" until {_when(row['retired_at'])}" if row["retired_at"] else ""))
+
+
+@cli.command()
+@click.option("--sandbox-port", default=8090, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--gateway-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--site-port", default=8070, show_default=True, type=click.IntRange(1, 65535))
+def demo(sandbox_port: int, gateway_port: int, site_port: int) -> None:
+    """Emulator, gateway and example partner site on loopback, in a throwaway instance."""
+    from gateway import demo as demo_
+
+    demo_.run(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
 
 
 @cli.command()

@@ -70,6 +70,21 @@ envelopes = sa.Table(
     sa.Column("upstream_checked_at", sa.Float),
 )
 
+# What DocuSign itself last said about an envelope (a Connect event or a confirming read),
+# stamped on DocuSign's clock. Connect delivers at least once and in no guaranteed order, so
+# an event is applied only when it is newer than `as_of`; our own clock cannot order them.
+envelope_upstream = sa.Table(
+    "envelope_upstream",
+    metadata,
+    sa.Column("envelope_id", sa.String(64), sa.ForeignKey("envelopes.envelope_id"),
+              primary_key=True),
+    sa.Column("status", sa.String(32)),
+    # DocuSign's statusChangedDateTime (else the message's generatedDateTime), epoch seconds
+    sa.Column("as_of", sa.Float),
+    sa.Column("source", sa.String(64)),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+
 idempotency = sa.Table(
     "idempotency",
     metadata,

@@ -1,0 +1,1 @@
+"""Examples of software that uses the gateway from the outside (they import nothing from it)."""

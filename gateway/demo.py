@@ -1,0 +1,244 @@
+"""`gateway demo`: the DocuSign emulator, the gateway and the example partner site, on loopback.
+
+One process, three threaded werkzeug servers, one throwaway folder (a temporary
+directory, deleted on exit) holding the SQLite database and the demo policy, and a master
+key that lives only in memory: the demo never touches the owner's real instance. It runs
+what an owner would run by hand (`init`, `docusign configure --sandbox`, Connect on the
+emulator pointing at the gateway with a fresh HMAC secret, `partners add example`) and
+hands the partner key to the example site in-process: it is never printed or written.
+
+`DemoStack` is also what the end-to-end tests start (on free ports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+import click
+from cryptography.fernet import Fernet
+from flask import Flask
+
+from gateway.errors import CLIError
+from gateway.upstream import UpstreamSetupError
+
+HOST = "127.0.0.1"
+DEFAULT_SANDBOX_PORT = 8090
+DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_SITE_PORT = 8070
+PARTNER = "example"
+_EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / f"{PARTNER}.toml"
+
+
+class PortInUse(Exception):
+    """A demo server could not bind its port."""
+
+    def __init__(self, role: str, port: int) -> None:
+        super().__init__(f"port {port} ({role}) is already in use")
+        self.role = role
+        self.port = port
+
+
+class _Slot:
+    """A WSGI app that is plugged in after its server is bound (its URL needs the port)."""
+
+    def __init__(self) -> None:
+        self.app: t.Any = None
+
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Callable[..., t.Any]) -> t.Any:
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"starting\n"]
+        return self.app(environ, start_response)
+
+
+def demo_policy(template: str, site_url: str) -> str:
+    """The example policy with its return URL and frame ancestor moved to `site_url`."""
+    text, n_ret = re.subn(r"(?m)^return_urls\s*=.*$", f'return_urls = ["{site_url}/signed"]',
+                          template)
+    text, n_anc = re.subn(r"(?m)^frame_ancestors\s*=.*$", f'frame_ancestors = ["{site_url}"]', text)
+    if n_ret != 1 or n_anc != 1:
+        raise CLIError("the example policy needs one return_urls and one frame_ancestors line")
+    return text
+
+
+@contextlib.contextmanager
+def _instance_env(path: str) -> t.Iterator[None]:
+    """create_app reads its instance folder from the environment: point it here, briefly."""
+    old = os.environ.get("GATEWAY_INSTANCE_PATH")
+    os.environ["GATEWAY_INSTANCE_PATH"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GATEWAY_INSTANCE_PATH", None)
+        else:
+            os.environ["GATEWAY_INSTANCE_PATH"] = old
+
+
+class DemoStack:
+    """Emulator + gateway + example site, wired together. Ports 0 pick free ones."""
+
+    def __init__(self, *, sandbox_port: int = DEFAULT_SANDBOX_PORT,
+                 gateway_port: int = DEFAULT_GATEWAY_PORT, site_port: int = DEFAULT_SITE_PORT,
+                 policy_template: Path | None = None,
+                 sandbox_config: t.Mapping[str, t.Any] | None = None) -> None:
+        self.ports = {"emulator": sandbox_port, "gateway": gateway_port, "example site": site_port}
+        self.policy_template = policy_template or _EXAMPLE_POLICY
+        self.sandbox_config = dict(sandbox_config or {})
+        self.workdir: str | None = None
+        self.servers: dict[str, t.Any] = {}
+        self.gateway_app: Flask | None = None
+        self.sandbox_app: Flask | None = None
+        self.site_app: Flask | None = None
+        self._slots = {"gateway": _Slot(), "example site": _Slot()}
+
+    def url(self, role: str) -> str:
+        return str(self.servers[role].url)
+
+    @property
+    def sandbox_url(self) -> str:
+        return self.url("emulator")
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def site_url(self) -> str:
+        return self.url("example site")
+
+    def start(self) -> DemoStack:
+        """Bind all three ports first (nothing is configured if one is taken), then wire up."""
+        try:
+            template = self.policy_template.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CLIError(f"cannot read {self.policy_template}: {exc.strerror}") from None
+        try:
+            self._bind()
+            self.workdir = tempfile.mkdtemp(prefix="gateway-demo-")
+            key = self._gateway(demo_policy(template, self.site_url))
+            self._site(key)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _bind(self) -> None:
+        from sandbox import create_app as create_sandbox
+        from sandbox.server import BackgroundServer
+
+        self.sandbox_app = create_sandbox(self.sandbox_config)
+        apps = {"emulator": self.sandbox_app, **self._slots}
+        for role, app in apps.items():
+            server = BackgroundServer(app, HOST, self.ports[role])
+            try:
+                server.start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(role, self.ports[role]) from None
+                raise
+            self.servers[role] = server
+
+    def _gateway(self, policy: str) -> str:
+        """Build and configure the gateway; returns the example partner's key."""
+        from gateway import create_app
+        from gateway import keys
+        from gateway import return_relay
+        from gateway import store
+        from gateway import upstream
+        from gateway import webhooks
+
+        assert self.workdir is not None
+        policy_dir = Path(self.workdir, "policies")
+        policy_dir.mkdir()
+        (policy_dir / f"{PARTNER}.toml").write_text(policy, encoding="utf-8")
+        with _instance_env(os.path.join(self.workdir, "instance")):
+            app = create_app({
+                "DATABASE_URL": "sqlite:///" + os.path.join(self.workdir, "gateway.db"),
+                "MASTER_KEY": Fernet.generate_key().decode("ascii"),
+                "POLICY_DIR": str(policy_dir),
+                "PUBLIC_URL": self.gateway_url,
+                "RATELIMIT_STORAGE_URI": "memory://",
+            })
+        self.gateway_app = app
+        with app.app_context():
+            store.init_db(store.get_engine())
+            settings = upstream.configure_sandbox(self.sandbox_url)
+            with store.transaction() as conn:
+                keys.ensure_pepper(conn)
+                return_relay.ensure_keys(conn)
+                upstream.save_settings(conn, settings, now=time.time())
+                _, secret = webhooks.add_secret(conn, now=time.time())
+                partner_key = keys.add_partner(conn, PARTNER)
+            webhooks.configure_sandbox_connect(self.sandbox_url,
+                                               self.gateway_url + webhooks.WEBHOOK_PATH, [secret])
+        self._slots["gateway"].app = app
+        return partner_key
+
+    def _site(self, partner_key: str) -> None:
+        from examples.partner_site import create_app as create_site
+
+        self.site_app = create_site({"GATEWAY_URL": self.gateway_url, "GATEWAY_KEY": partner_key,
+                                     "PARTNER": PARTNER, "SITE_URL": self.site_url})
+        self._slots["example site"].app = self.site_app
+
+    def stop(self) -> None:
+        """Stop the servers (site first), close the database, delete the throwaway folder."""
+        for role in ("example site", "gateway", "emulator"):
+            server = self.servers.pop(role, None)
+            if server is not None:
+                server.stop()
+        if self.gateway_app is not None:
+            self.gateway_app.extensions["store"].dispose()
+            self.gateway_app = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> DemoStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _raise_interrupt(signum: int, frame: t.Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(*, sandbox_port: int, gateway_port: int, site_port: int) -> None:
+    """Start everything, print the URL to open, and stop everything on Ctrl-C (or SIGTERM)."""
+    stack = DemoStack(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
+    flag = {"emulator": "--sandbox-port", "gateway": "--gateway-port",
+            "example site": "--site-port"}
+    try:
+        stack.start()
+    except PortInUse as exc:
+        raise CLIError(f"{exc}; stop what uses it or pick another with {flag[exc.role]}") from None
+    except (ValueError, UpstreamSetupError) as exc:  # the emulator refused part of the setup
+        raise CLIError(str(exc)) from None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        click.echo(f"DocuSign emulator  {stack.sandbox_url}", err=True)
+        click.echo(f"gateway            {stack.gateway_url}  (throwaway instance, deleted on exit)",
+                   err=True)
+        click.echo(f"example site       {stack.site_url}  (partner {PARTNER!r})", err=True)
+        click.echo(f"Open {stack.site_url}/")
+        click.echo("Ctrl-C stops everything.", err=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stack.stop()
+        click.echo("demo stopped", err=True)
