@@ -9,6 +9,8 @@ built by the gateway from the policy and validated input.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 import time
 import typing as t
 import uuid
@@ -32,6 +34,8 @@ from gateway import store
 from gateway import vault
 from gateway.guards import partner_call
 from gateway.upstream import get_client
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("partner", __name__, url_prefix="/v1")
 
@@ -101,27 +105,83 @@ def create_envelope() -> tuple[Response, int, dict[str, str]]:
 
 
 def _create_once(key: str, body: dict[str, t.Any], template: t.Any) -> tuple[int, dict[str, t.Any]]:
+    """Create under an Idempotency-Key: one upstream envelope per key, whatever fails or dies."""
     idempotency.check_key(key)
-    partner_id = g.caller.partner_id
-    replay = idempotency.begin(partner_id, key, idempotency.request_hash(body),
-                               ttl=current_app.config["IDEMPOTENCY_TTL"])
-    if replay is not None:
-        g.envelope_id = replay.body.get("envelope_id")
-        return replay.status, replay.body
+    cfg = current_app.config
+    outcome = idempotency.begin(
+        g.caller.partner_id, key, idempotency.request_hash(body), ttl=cfg["IDEMPOTENCY_TTL"],
+        lease=idempotency_lease(), wait=float(cfg.get("IDEMPOTENCY_WAIT", IDEMPOTENCY_WAIT)),
+    )
+    if isinstance(outcome, idempotency.Replay):
+        g.envelope_id = outcome.body.get("envelope_id")
+        return outcome.status, outcome.body
+    claim = outcome
     try:
-        return _create(body, template, idempotency_key=key)
-    except errors.UpstreamTimeout:
-        # DocuSign may have made the envelope: keep the claim so a retry cannot make a second
+        if claim.recovered:
+            adopted = _adopt(claim, body, template)
+            if adopted is not None:
+                return adopted
+        return _create(body, template, claim=claim)
+    except (errors.UpstreamTimeout, errors.UpstreamUnavailable) as exc:
+        if getattr(exc, "upstream_status", None) is None:
+            # no answer: DocuSign may still be making the envelope. Keep the lease, so the
+            # retry reconciles once this attempt can no longer land
+            exc.retry_after = max(exc.retry_after or 0, claim.lease_left())
+        else:
+            # DocuSign answered 5xx: it most likely made nothing, but the retry checks first
+            idempotency.expire(claim)
         raise
     except BaseException:
-        idempotency.release(partner_id, key)
+        if claim.recovered:
+            # an earlier attempt may still have made one: the next retry looks again at once
+            idempotency.expire(claim)
+        else:
+            idempotency.release(claim)
         raise
+
+#: how long a repeat waits for the first request with its key to finish
+IDEMPOTENCY_WAIT = 10.0
+#: DocuSign's clock and ours may differ: look this much further back when reconciling
+RECONCILE_SKEW = 300.0
+
+
+def idempotency_lease() -> float:
+    """How long a pending claim is its holder's: longer than any create can take."""
+    cfg = current_app.config
+    return float(cfg.get("IDEMPOTENCY_LEASE") or cfg["DOCUSIGN_TOTAL_BUDGET"] + 5)
+
+
+def _adopt(claim: idempotency.Claim, body: dict[str, t.Any],
+           template: t.Any) -> tuple[int, dict[str, t.Any]] | None:
+    """Take over the envelope an abandoned attempt made, found by its marker; None if none."""
+    found = get_client().find_envelopes(
+        custom_field=(idempotency.MARKER_FIELD, claim.marker),
+        since=claim.first_claimed - RECONCILE_SKEW,
+    )
+    if not found:
+        return None
+    if len(found) > 1:
+        log.warning("%d envelopes carry one idempotency marker; adopting the oldest", len(found))
+    oldest = min(found, key=lambda e: str(e.get("createdDateTime") or ""))
+    log.info("idempotent create recovered: adopting the envelope an earlier attempt made")
+    return _record(oldest["envelopeId"], str(oldest.get("status") or "created"), body, template,
+                   client_user_id=_client_user_id(claim), claim=claim)
+
+
+def _client_user_id(claim: idempotency.Claim | None) -> str:
+    """The embedded signer's id: random, or derived from the claim so an adoption knows it."""
+    if claim is None:
+        return uuid.uuid4().hex
+    return hashlib.sha256(f"client_user_id\n{claim.marker}".encode()).hexdigest()[:32]
 
 
 def _create(body: dict[str, t.Any], template: t.Any, *,
-            idempotency_key: str | None = None) -> tuple[int, dict[str, t.Any]]:
+            claim: idempotency.Claim | None = None) -> tuple[int, dict[str, t.Any]]:
     signer = body["signer"]
-    client_user_id = uuid.uuid4().hex
+    client_user_id = _client_user_id(claim)
+    custom_fields = {"gateway_partner": g.caller.partner}
+    if claim is not None:
+        custom_fields[idempotency.MARKER_FIELD] = claim.marker
     summary = get_client().create_envelope(
         template_id=template.template_id,
         email_subject=template.email_subject,
@@ -130,9 +190,16 @@ def _create(body: dict[str, t.Any], template: t.Any, *,
         signer_email=signer["email"],
         client_user_id=client_user_id,
         tabs={name: str(value) for name, value in body["fields"].items()},
-        custom_fields={"gateway_partner": g.caller.partner},
+        custom_fields=custom_fields,
     )
-    envelope_id = summary["envelopeId"]
+    return _record(summary["envelopeId"], "created", body, template,
+                   client_user_id=client_user_id, claim=claim)
+
+
+def _record(envelope_id: str, status: str, body: dict[str, t.Any], template: t.Any, *,
+            client_user_id: str, claim: idempotency.Claim | None) -> tuple[int, dict[str, t.Any]]:
+    """Keep the envelope (and the claim's answer, in the same transaction)."""
+    signer = body["signer"]
     g.envelope_id = envelope_id
     now = time.time()
     answer = {
@@ -149,10 +216,10 @@ def _create(body: dict[str, t.Any], template: t.Any, *,
         conn.execute(store.envelopes.insert().values(
             envelope_id=envelope_id, partner_id=g.caller.partner_id, template_alias=template.alias,
             reference=body["reference"], client_user_id=client_user_id, signer_enc=sealed,
-            status="created", created_at=now, updated_at=now,
+            status=status, created_at=now, updated_at=now,
         ))
-        if idempotency_key is not None:
-            idempotency.complete(conn, g.caller.partner_id, idempotency_key, 201, answer)
+        if claim is not None and not idempotency.complete(conn, claim, 201, answer):
+            log.warning("idempotency lease lost before the create finished; answering anyway")
     return 201, answer
 
 
@@ -195,8 +262,17 @@ def _set_status(envelope_id: str, status: str, **extra: t.Any) -> None:
 def envelope_status(envelope_id: str) -> Response:
     with store.transaction() as conn:
         row = owned_envelope(conn, envelope_id)
-    if row.status not in TERMINAL and _claim_poll(envelope_id):
-        upstream = get_client().get_envelope(envelope_id)
+    claimed_at = _claim_poll(envelope_id) if row.status not in TERMINAL else None
+    if claimed_at is not None:
+        try:
+            upstream = get_client().get_envelope(envelope_id)
+        except errors.UpstreamRateLimited:
+            raise  # DocuSign asked for fewer polls: the claim stands, retries get the record
+        except errors.GatewayError:
+            # the partner gets the error; its retry may ask again instead of being served
+            # the record this poll failed to refresh
+            _unclaim_poll(envelope_id, claimed_at, row.upstream_checked_at)
+            raise
         status = upstream.get("status", row.status)
         if status != row.status:
             _set_status(envelope_id, status)
@@ -205,12 +281,13 @@ def envelope_status(envelope_id: str) -> Response:
     return jsonify(status_body(row))
 
 
-def _claim_poll(envelope_id: str) -> bool:
+def _claim_poll(envelope_id: str) -> float | None:
     """Atomically claim the right to ask DocuSign (at most once per interval, fleet-wide).
 
     The gateway's record is fresh while nothing could have changed unseen: since the
     envelope was created, last updated (return relay, Connect) or last polled less than
-    `STATUS_MIN_POLL_INTERVAL` ago. The conditional UPDATE is the lock.
+    `STATUS_MIN_POLL_INTERVAL` ago. The conditional UPDATE is the lock. Returns the
+    claim's time stamp, None when the record is fresh or another request claimed it.
     """
     now = time.time()
     cutoff = now - current_app.config["STATUS_MIN_POLL_INTERVAL"]
@@ -222,7 +299,16 @@ def _claim_poll(envelope_id: str) -> bool:
                    sa.or_(env.upstream_checked_at.is_(None), env.upstream_checked_at <= cutoff))
             .values(upstream_checked_at=now)
         )
-    return claimed.rowcount == 1
+    return now if claimed.rowcount == 1 else None
+
+
+def _unclaim_poll(envelope_id: str, claimed_at: float, previous: float | None) -> None:
+    """Give a failed poll's claim back, unless another poll has claimed since."""
+    env = store.envelopes.c
+    with store.transaction() as conn:
+        conn.execute(store.envelopes.update()
+                     .where(env.envelope_id == envelope_id, env.upstream_checked_at == claimed_at)
+                     .values(upstream_checked_at=previous))
 
 
 @bp.get("/templates")

@@ -1,18 +1,35 @@
-"""Rate limits: per partner from its policy, per client address for the return relay.
+"""Rate limits: per partner from its policy, per client address for the return relay, and
+one account-wide budget for everything the gateway sends to DocuSign.
 
 Counters live in flask-limiter's storage (`RATELIMIT_STORAGE_URI`): memory for one
-process, Redis for several workers and instances. Partner limits are keyed by the
-partner's database id, never by the presented key, so rotating a key does not reset
-a partner's budget.
+process, Redis for several workers and instances (Redis's atomic scripts make the
+counts exact across nodes). Partner limits are keyed by the partner's database id,
+never by the presented key, so rotating a key does not reset a partner's budget.
+
+The account budget holds the sum of all partners' upstream traffic below DocuSign's
+hourly limit per account (docusign.md §8): `ACCOUNT_HOURLY_LIMIT` (default 3000, 0 turns
+the budget off) minus the `ACCOUNT_RESERVE` share (default 0.1) kept for the owner's other
+integrations and for clock skew. Every REST attempt is counted, retries included, before
+it is sent (the upstream client's `before_call` hook): that is what DocuSign counts.
+DocuSign resets its count at the top of each clock hour, so the counter is keyed by the
+clock hour too; a refusal is 429 `account_budget_exhausted` with Retry-After until then.
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 from flask import Flask
 from flask import Response
 from flask import g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItemPerHour
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
+
+from gateway import errors
 
 limiter = Limiter(
     key_func=get_remote_address,
@@ -36,6 +53,37 @@ partner_limit = limiter.shared_limit(_partner_rate, scope="partner", key_func=_p
 #: the return relay is hit by signers' browsers: limited per client address
 relay_limit = limiter.limit("60/minute", key_func=get_remote_address)
 
+#: DocuSign's default hourly API limit per account (docusign.md §8)
+DEFAULT_ACCOUNT_HOURLY_LIMIT = 3000
+DEFAULT_ACCOUNT_RESERVE = 0.1
+
+
+class AccountBudget:
+    """The fleet's share of the DocuSign account's hourly API calls, in the limiter storage."""
+
+    def __init__(self, storage: Storage, *, hourly_limit: int, reserve: float) -> None:
+        if hourly_limit < 0 or not 0 <= reserve < 1:
+            raise ValueError("ACCOUNT_HOURLY_LIMIT must be >= 0 and ACCOUNT_RESERVE in [0, 1)")
+        self.allowed = math.floor(hourly_limit * (1 - reserve))
+        self.enabled = hourly_limit > 0
+        self._item = RateLimitItemPerHour(max(1, self.allowed))
+        self._counter = FixedWindowRateLimiter(storage)
+
+    def admit(self, endpoint: str) -> None:
+        """Count one upstream API call, or refuse it when this clock hour's share is spent."""
+        if not self.enabled:
+            return
+        now = time.time()
+        hour = int(now // 3600)
+        if self.allowed < 1 or not self._counter.hit(self._item, "pgw", "account", str(hour)):
+            raise errors.AccountBudgetExhausted(retry_after=math.ceil((hour + 1) * 3600 - now))
+
+    def used(self) -> int:
+        """Calls counted so far in this clock hour (refused ones included)."""
+        hour = str(int(time.time() // 3600))
+        stats = self._counter.get_window_stats(self._item, "pgw", "account", hour)
+        return self._item.amount - stats.remaining
+
 
 def _retry_after_only_when_limited(response: Response) -> Response:
     """flask-limiter sends Retry-After on every response; it only means something on a refusal."""
@@ -45,8 +93,18 @@ def _retry_after_only_when_limited(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    """The limiter, and the account budget plugged into the app's DocuSign client."""
     # after_request hooks run in reverse order: registered first, this one sees the limiter's headers
     app.after_request(_retry_after_only_when_limited)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)
+    budget = AccountBudget(
+        limiter.storage,
+        hourly_limit=int(app.config.get("ACCOUNT_HOURLY_LIMIT", DEFAULT_ACCOUNT_HOURLY_LIMIT)),
+        reserve=float(app.config.get("ACCOUNT_RESERVE", DEFAULT_ACCOUNT_RESERVE)),
+    )
+    app.extensions["account_budget"] = budget
+    client = app.extensions.get("docusign")
+    if client is not None:
+        client.before_call = budget.admit

@@ -8,6 +8,12 @@ every thread of the process). It holds:
 - one access token, refreshed ahead of expiry by one thread while the others wait;
 - the account's REST base path, found once through `/oauth/userinfo`.
 
+The token and the account are shared by the whole fleet through the store (the
+`docusign_token` setting, vault-encrypted): a process without a usable token first
+reads the shared one, and only the holder of a short lease row fetches a new one while
+the others wait and read it. Several workers and instances thus make one token request
+per token lifetime, not one each.
+
 Calls run inside a total time budget. Idempotent calls (token, userinfo, GET envelope)
 are retried with full-jitter backoff on connection errors, 5xx and rate limits;
 calls that change state (create, send, recipient view) are not, because a retry after
@@ -19,8 +25,11 @@ token, assertion or key: they may reach partners and logs.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import email.utils
 import functools
+import hashlib
+import json
 import logging
 import math
 import random
@@ -28,12 +37,14 @@ import re
 import threading
 import time
 import typing as t
+import uuid
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import fields
 from urllib.parse import quote
+from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import jwt
@@ -72,6 +83,12 @@ BACKOFF_CAP = 4.0
 MIN_ATTEMPT_SECONDS = 0.1
 # how often a running client looks for new settings (one indexed SELECT)
 DEFAULT_SETTINGS_RECHECK = 5.0
+# the fleet-shared token (vault-encrypted) and the lease row that elects its one fetcher
+SHARED_TOKEN_SETTING = "docusign_token"
+TOKEN_LEASE_SETTING = "docusign_token_lease"
+# how often a process waiting for another's token fetch looks at the store again
+SHARED_POLL_FIRST = 0.02
+SHARED_POLL_MAX = 0.2
 
 _ID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _GUID_RE = re.compile(f"^{_ID_PATTERN}$")
@@ -331,6 +348,13 @@ class DocuSignClient:
     def on_call(self, endpoint: str, status: int | str, seconds: float) -> None:
         """Metrics hook, called once per HTTP attempt; replace it (e.g. with Prometheus)."""
 
+    def before_call(self, endpoint: str) -> None:
+        """Admission hook, called before each REST attempt (retries too); raise to refuse it.
+
+        The account-wide budget plugs in here (`ratelimit.init_app`): it counts what
+        DocuSign counts, one API call per attempt; the account server is not counted.
+        """
+
     # --- the four envelope operations --------------------------------------
 
     def create_envelope(
@@ -412,6 +436,23 @@ class DocuSignClient:
         return self._rest("get_envelope", "GET", f"/envelopes/{_path_id(envelope_id)}",
                           idempotent=True)
 
+    def find_envelopes(self, *, custom_field: tuple[str, str], since: float) -> list[dict[str, t.Any]]:
+        """Envelopes changed since `since` (epoch) that carry the text custom field `(name, value)`.
+
+        DocuSign's listStatusChanges (`GET /envelopes?from_date=...&custom_field=name=value`),
+        a read, so retried like one. Used to find what an interrupted create made.
+        """
+        name, value = custom_field
+        query = urlencode({
+            "from_date": dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "custom_field": f"{name}={value}",
+            "include": "custom_fields",
+        })
+        body = self._rest("list_status_changes", "GET", f"/envelopes?{query}", idempotent=True)
+        found = body.get("envelopes") or []
+        return [e for e in found if isinstance(e, dict) and isinstance(e.get("envelopeId"), str)
+                and _carries_field(e, name, value)]
+
     # --- operator checks ---------------------------------------------------
 
     def check(self, *, fresh: bool = False) -> dict[str, str]:
@@ -422,7 +463,7 @@ class DocuSignClient:
             with self._acquire(self._auth_lock, deadline):
                 self._token = None
                 self._account = None
-        _, account = self._auth(settings, deadline)
+        _, account = self._auth(settings, deadline, fresh=fresh)
         return {"user_name": account.user_name, "account_name": account.account_name,
                 "base_uri": account.base_uri}
 
@@ -486,17 +527,51 @@ class DocuSignClient:
 
     # --- token and account ----------------------------------------------------
 
-    def _auth(self, settings: DocuSignSettings, deadline: float) -> tuple[_Token, _Account]:
+    def _auth(self, settings: DocuSignSettings, deadline: float, *,
+              fresh: bool = False) -> tuple[_Token, _Account]:
         token, account = self._token, self._account
         if self._usable(token, settings) and account is not None and account.settings == settings:
             return token, account  # type: ignore[return-value]
-        # one refresh at a time: the others wait here and then reuse what it fetched
+        # one refresh per process at a time: the other threads wait here and then reuse it
         with self._acquire(self._auth_lock, deadline):
-            if self._token is None or not self._usable(self._token, settings):
-                self._token = self._fetch_token(settings, deadline)
-            if self._account is None or self._account.settings != settings:
-                self._account = self._fetch_account(settings, deadline)
-            return self._token, self._account
+            token, account = self._token, self._account
+            if not (self._usable(token, settings) and account is not None
+                    and account.settings == settings):
+                self._token, self._account = self._fleet_auth(settings, deadline, fresh=fresh)
+            return self._token, self._account  # type: ignore[return-value]
+
+    def _fleet_auth(self, settings: DocuSignSettings, deadline: float, *,
+                    fresh: bool) -> tuple[_Token, _Account]:
+        """The fleet's shared token, or a new one fetched by whoever holds the lease.
+
+        `fresh` skips the shared token (`gateway docusign check --fresh`) but still takes
+        the lease, so a check never races a worker's refresh.
+        """
+        shared = _SharedToken(self, settings)
+        pause = SHARED_POLL_FIRST
+        while True:
+            found = None if fresh else shared.read()
+            if found is not None:
+                return found
+            if shared.claim(lease=max(1.0, deadline - self.clock())):
+                try:
+                    found = None if fresh else shared.read()
+                    if found is not None:  # written while we were claiming
+                        return found
+                    self._token = self._fetch_token(settings, deadline)
+                    account = self._fetch_account(settings, deadline)
+                    shared.write(self._token, account)
+                    return self._token, account
+                finally:
+                    shared.release()
+            if self.clock() + pause > deadline:
+                raise errors.UpstreamTimeout()
+            time.sleep(pause)
+            pause = min(SHARED_POLL_MAX, pause * 2)
+
+    def wall_time(self) -> float:
+        """Epoch seconds as this client sees them: follows `clock` when a test moves it."""
+        return time.time() + (self.clock() - time.monotonic())
 
     def _usable(self, token: _Token | None, settings: DocuSignSettings) -> bool:
         return token is not None and token.settings == settings and self.clock() < token.refresh_at
@@ -506,6 +581,8 @@ class DocuSignClient:
             # another thread may already have replaced it: keep the newer one
             if self._token is token:
                 self._token = None
+                # DocuSign refused it, so it is dead for the whole fleet
+                _SharedToken(self, token.settings).forget(token.authorization)
 
     @contextlib.contextmanager
     def _acquire(self, lock: threading.Lock, deadline: float) -> t.Iterator[None]:
@@ -587,7 +664,7 @@ class DocuSignClient:
             token, account = self._auth(settings, deadline)
             send = functools.partial(
                 self._send, endpoint, method, account.base_path + path, deadline=deadline,
-                headers={"Authorization": token.authorization}, json_body=body,
+                headers={"Authorization": token.authorization}, json_body=body, admit=True,
             )
             resp = self._with_retries(send, idempotent=idempotent, deadline=deadline)
             if resp.status_code == 401 and not reauth:
@@ -643,11 +720,17 @@ class DocuSignClient:
         headers: Mapping[str, str] | None = None,
         json_body: Mapping[str, t.Any] | None = None,
         data: Mapping[str, str] | None = None,
+        admit: bool = False,
     ) -> requests.Response:
-        """One HTTP attempt within what is left of the budget; logged by endpoint name only."""
+        """One HTTP attempt within what is left of the budget; logged by endpoint name only.
+
+        `admit`: a REST call, which DocuSign counts against the account's hourly limit.
+        """
         remaining = deadline - self.clock()
         if remaining <= 0:
             raise _TransportFailure("timeout", sent=False)
+        if admit:
+            self.before_call(endpoint)
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         started = time.perf_counter()
         try:
@@ -675,6 +758,107 @@ class DocuSignClient:
             self.on_call(endpoint, status, seconds)
         except Exception:  # a metrics failure must not fail the call
             log.exception("docusign on_call hook failed")
+
+
+class _SharedToken:
+    """The fleet's token in the store: one vault-encrypted setting plus a lease row.
+
+    The lease is a `settings` row whose `updated_at` is the time the lease ends; a
+    conditional UPDATE claims it, so it works the same on SQLite and PostgreSQL and
+    a holder that dies frees it when its lease (its own upstream deadline) runs out.
+    Times are stored as epoch seconds and turned into the client's clock on reading.
+    """
+
+    def __init__(self, client: DocuSignClient, settings: DocuSignSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.owner = uuid.uuid4().hex
+        # a digest of everything the token was issued for: new settings, new token
+        self.fingerprint = hashlib.sha256(
+            json.dumps(asdict(settings), sort_keys=True).encode("utf-8")).hexdigest()
+
+    def read(self) -> tuple[_Token, _Account] | None:
+        """The shared token and account, when they are for these settings and still fresh."""
+        with self.client._app_context(), store.transaction() as conn:
+            value = store.get_setting(conn, SHARED_TOKEN_SETTING)
+        if not isinstance(value, dict) or value.get("fingerprint") != self.fingerprint:
+            return None
+        offset = self.client.clock() - self.client.wall_time()
+        try:
+            if self.client.wall_time() >= float(value["refresh_at"]):
+                return None
+            token = _Token(value["authorization"], float(value["expires_at"]) + offset,
+                           float(value["refresh_at"]) + offset, self.settings)
+            account = _Account(settings=self.settings, **value["account"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return token, account
+
+    def write(self, token: _Token, account: _Account) -> None:
+        offset = self.client.wall_time() - self.client.clock()
+        value = {
+            "fingerprint": self.fingerprint,
+            "authorization": token.authorization,
+            "expires_at": token.expires_at + offset,
+            "refresh_at": token.refresh_at + offset,
+            "account": {"base_path": account.base_path, "base_uri": account.base_uri,
+                        "account_name": account.account_name, "user_name": account.user_name},
+        }
+        with self.client._app_context(), store.transaction() as conn:
+            store.put_setting(conn, SHARED_TOKEN_SETTING, value, secret=True, now=time.time())
+
+    def forget(self, authorization: str) -> None:
+        """Delete the shared token if it is this one (not a newer one another process wrote)."""
+        rows = store.settings.c
+        with self.client._app_context(), store.transaction() as conn:
+            stamp = conn.execute(sa.select(rows.updated_at)
+                                 .where(rows.name == SHARED_TOKEN_SETTING)).scalar()
+            value = store.get_setting(conn, SHARED_TOKEN_SETTING)
+            if isinstance(value, dict) and value.get("authorization") == authorization:
+                conn.execute(store.settings.delete().where(
+                    rows.name == SHARED_TOKEN_SETTING, rows.updated_at == stamp))
+
+    def claim(self, *, lease: float) -> bool:
+        """Become the one process that fetches a token, for at most `lease` seconds."""
+        now = time.time()
+        rows = store.settings.c
+        with self.client._app_context():
+            with store.transaction() as conn:
+                taken = conn.execute(
+                    store.settings.update()
+                    .where(rows.name == TOKEN_LEASE_SETTING, rows.updated_at <= now)
+                    .values(value=json.dumps(self.owner), updated_at=now + lease)
+                ).rowcount
+                exists = taken or conn.execute(
+                    sa.select(rows.name).where(rows.name == TOKEN_LEASE_SETTING)).first()
+            if taken or exists:
+                return bool(taken)
+            try:
+                with store.transaction() as conn:
+                    conn.execute(store.settings.insert().values(
+                        name=TOKEN_LEASE_SETTING, value=json.dumps(self.owner), encrypted=False,
+                        updated_at=now + lease))
+            except sa.exc.IntegrityError:  # another process created it first, and holds it
+                return False
+        return True
+
+    def release(self) -> None:
+        rows = store.settings.c
+        with self.client._app_context(), store.transaction() as conn:
+            conn.execute(store.settings.update()
+                         .where(rows.name == TOKEN_LEASE_SETTING,
+                                rows.value == json.dumps(self.owner))
+                         .values(updated_at=0.0))
+
+
+def _carries_field(envelope: Mapping[str, t.Any], name: str, value: str) -> bool:
+    """Whether a listed envelope carries the custom field; trust DocuSign's filter if absent."""
+    custom = envelope.get("customFields")
+    if not isinstance(custom, dict):
+        return True
+    text = custom.get("textCustomFields")
+    return isinstance(text, list) and any(
+        isinstance(f, dict) and f.get("name") == name and f.get("value") == value for f in text)
 
 
 def _default_session() -> requests.Session:

@@ -140,6 +140,18 @@ UPDATE_ENVELOPE_STATUS = 200
 # [U] recipient view answers 201 (§5)
 RECIPIENT_VIEW_STATUS = 201
 
+# --- listStatusChanges (GET /envelopes) ----------------------------------------
+
+# [U] ``custom_field`` reads ``<name>=<value>`` and matches a text custom field exactly
+# (name and value case-sensitive)
+LIST_CUSTOM_FIELD_SEPARATOR = "="
+# [U] an empty result leaves the ``envelopes`` key out instead of sending []
+LIST_OMITS_EMPTY_ENVELOPES = True
+# [U] wording of the error when neither from_date nor envelope_ids/transaction_ids is given
+LIST_FROM_DATE_REQUIRED_MESSAGE = (
+    "The from_date parameter is required unless envelope_ids or transaction_ids are given."
+)
+
 UNKNOWN_RECIPIENT_CODE = "UNKNOWN_ENVELOPE_RECIPIENT"
 INVALID_PARAMETER_CODE = "INVALID_REQUEST_PARAMETER"
 INVALID_BODY_CODE = "INVALID_REQUEST_BODY"
@@ -191,6 +203,7 @@ ENDPOINT_NAMES = (
     "update_envelope",
     "list_recipients",
     "recipient_view",
+    "list_status_changes",
 )
 OAUTH_ENDPOINTS = ("token", "userinfo")
 FAULT_MODES = ("status", "delay", "drop")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import secrets
@@ -308,6 +309,70 @@ def list_recipients(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) 
         out = recipients_json(envelope, tabs=tabs)
         record_poll(sandbox, envelope["envelopeId"])
     return jsonify(out)
+
+
+@bp.get("/envelopes")
+@rest_endpoint("list_status_changes")
+def list_status_changes(sandbox: Sandbox, user: dict[str, t.Any]) -> Response:
+    """listStatusChanges: envelopes changed since ``from_date``, optionally by custom field.
+
+    Supports ``from_date`` / ``to_date`` (ISO 8601; naive times are UTC), ``envelope_ids``
+    (comma-separated), ``custom_field=<name>=<value>`` and ``include=custom_fields``. Not a
+    per-envelope poll: DocuSign recommends this call for polling, so only the account's
+    hourly and burst budgets are charged.
+    """
+    args = request.args
+    envelope_ids = {e.strip().lower() for e in args.get("envelope_ids", "").split(",") if e.strip()}
+    if "from_date" not in args and not envelope_ids and not args.get("transaction_ids"):
+        raise invalid_parameter(c.LIST_FROM_DATE_REQUIRED_MESSAGE)
+    since = _query_time(args, "from_date")
+    until = _query_time(args, "to_date")
+    wanted = _custom_field_filter(args.get("custom_field"))
+    include = {part.strip() for part in args.get("include", "").split(",")}
+    with sandbox.lock:
+        found = [
+            envelope_json(e, custom_fields="custom_fields" in include)
+            for e in sorted(sandbox.envelopes.values(), key=lambda e: e["statusChangedDateTime"])
+            if e["accountId"] == user["account_id"]
+            and (not envelope_ids or e["envelopeId"] in envelope_ids)
+            and (since is None or e["statusChangedDateTime"] >= since)
+            and (until is None or e["statusChangedDateTime"] <= until)
+            and (wanted is None or wanted in {(f["name"], f["value"]) for f in e["customFields"]})
+        ]
+    out: dict[str, t.Any] = {
+        "resultSetSize": str(len(found)),
+        "totalSetSize": str(len(found)),
+        "startPosition": "0",
+        "endPosition": str(len(found) - 1),
+        "nextUri": "",
+        "previousUri": "",
+    }
+    if found or not c.LIST_OMITS_EMPTY_ENVELOPES:
+        out["envelopes"] = found
+    return jsonify(out)
+
+
+def _query_time(args: t.Mapping[str, str], name: str) -> float | None:
+    """An ISO 8601 query parameter as epoch seconds, or 400 ``INVALID_REQUEST_PARAMETER``."""
+    value = args.get(name)
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise invalid_parameter(f"Value for '{name}' is not a valid date/time.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _custom_field_filter(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    name, sep, wanted = value.partition(c.LIST_CUSTOM_FIELD_SEPARATOR)
+    if not sep or not name:
+        raise invalid_parameter("Value for 'custom_field' must read <name>=<value>.")
+    return name, wanted
 
 
 # --- update ----------------------------------------------------------------------------
