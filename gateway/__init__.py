@@ -63,8 +63,11 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    from gateway import admin
     from gateway import audit
     from gateway import errors
+    from gateway import observability
+    from gateway import openapi
     from gateway import partner_api
     from gateway import policies
     from gateway import ratelimit
@@ -84,4 +87,8 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     partner_api.init_app(app)
     return_relay.init_app(app)
     webhooks.init_app(app)
+    # operator surface last: it hooks the client above and documents the routes registered so far
+    observability.init_app(app)
+    openapi.init_app(app)
+    admin.init_app(app)
     return app

@@ -36,6 +36,7 @@ def parse_duration(value: str) -> int:
 @contextlib.contextmanager
 def app_context() -> t.Iterator[Flask]:
     """The gateway app, with every known failure turned into one clear line."""
+    from gateway.admin import AdminProblem
     from gateway.keys import KeyProblem
     from gateway.policies import PolicyFileInvalid
     from gateway.store import SchemaMismatch
@@ -46,7 +47,7 @@ def app_context() -> t.Iterator[Flask]:
         app = create_app()
         with app.app_context():
             yield app
-    except (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError) as exc:
+    except (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError, AdminProblem) as exc:
         raise CLIError(str(exc)) from None
     except PolicyFileInvalid as exc:
         raise CLIError(str(exc)) from None
@@ -73,6 +74,7 @@ def init() -> None:
     """Create the instance folder, master key, database and signing keys (idempotent)."""
     import os
 
+    from gateway import admin
     from gateway import keys
     from gateway import return_relay
     from gateway import store
@@ -87,9 +89,121 @@ def init() -> None:
         with store.transaction() as conn:
             keys.ensure_pepper(conn)
             return_relay.ensure_keys(conn)
+            admin.load_or_create_secret_key(conn)
         click.echo(f"instance folder: {os.path.relpath(app.instance_path)}")
         click.echo("master key: " + ("created (0600)" if made_key else "kept"))
         click.echo("database: " + ("created" if made_db else "up to date"))
+        _offer_admin()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _offer_admin() -> None:
+    """`gateway init` on a terminal asks for the first console account; scripts get a hint."""
+    from gateway import admin
+    from gateway import store
+
+    with store.transaction() as conn:
+        if admin.list_admins(conn):
+            return
+    if not _interactive():
+        click.echo("admin console: no account yet; run `gateway admin create NAME`")
+        return
+    username = click.prompt("admin console username (empty to skip)", default="",
+                            show_default=False).strip()
+    if not username:
+        click.echo("admin console: skipped; run `gateway admin create NAME` later")
+        return
+    _create_admin(username, from_stdin=False)
+
+
+@cli.group("admin")
+def admin_group() -> None:
+    """Accounts for the /admin console (never partner keys)."""
+
+
+def _read_password(*, from_stdin: bool) -> str:
+    if from_stdin:
+        # one line, for scripts: `printf '%s\n' "$PW" | gateway admin create NAME --password-stdin`
+        return sys.stdin.readline().rstrip("\r\n")
+    return t.cast(str, click.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _create_admin(username: str, *, from_stdin: bool) -> None:
+    from gateway import admin
+    from gateway import store
+
+    admin.check_username(username)
+    with store.transaction() as conn:
+        if any(row["username"] == username for row in admin.list_admins(conn)):
+            raise admin.AdminProblem(f"admin {username!r} already exists; "
+                                     "use `gateway admin set-password`")
+    password = admin.check_password(_read_password(from_stdin=from_stdin))
+    with store.transaction() as conn:
+        admin.create_admin(conn, username, password)
+    click.echo(f"admin {username!r} created; sign in at /admin")
+
+
+_PASSWORD_STDIN = click.option("--password-stdin", is_flag=True,
+                               help="Read the password from one line of stdin instead of a prompt.")
+
+
+@admin_group.command("create")
+@click.argument("username")
+@_PASSWORD_STDIN
+def admin_create(username: str, password_stdin: bool) -> None:
+    """Create a console account; the password is prompted for (or read from stdin) and hashed."""
+    with app_context():
+        _require_ready()
+        _create_admin(username, from_stdin=password_stdin)
+
+
+@admin_group.command("set-password")
+@click.argument("username")
+@_PASSWORD_STDIN
+def admin_set_password(username: str, password_stdin: bool) -> None:
+    """Replace an account's password; its open sessions end."""
+    from gateway import admin
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        password = admin.check_password(_read_password(from_stdin=password_stdin))
+        with store.transaction() as conn:
+            admin.set_password(conn, username, password)
+    click.echo(f"password of admin {username!r} replaced")
+
+
+@admin_group.command("list")
+def admin_list() -> None:
+    """Console accounts."""
+    from gateway import admin
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            rows = admin.list_admins(conn)
+    if not rows:
+        click.echo("no admin accounts: `gateway admin create NAME`")
+    for row in rows:
+        click.echo(f"{row['username']:<32} since={_when(row['created_at'])}")
+
+
+@admin_group.command("delete")
+@click.argument("username")
+def admin_delete(username: str) -> None:
+    """Remove a console account; its open sessions end."""
+    from gateway import admin
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            admin.delete_admin(conn, username)
+    click.echo(f"admin {username!r} deleted")
 
 
 @cli.command()

@@ -1,0 +1,539 @@
+"""The account owner's console at `/admin`: partners, revocation, key rotation and the audit trail.
+
+It has its own accounts (`gateway admin create`), stored as scrypt hashes in the
+`admins` table, and its own signed session cookie: HttpOnly, SameSite=Strict, Secure
+unless the console is reached over plain http on a loopback address, and scoped to
+`/admin`. A partner's Bearer key means nothing here. Every form carries a per-session
+CSRF token (checked with `hmac.compare_digest`), and login attempts are rate-limited
+per client address and per username. Pages are server-rendered, with no external
+assets.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import threading
+import time
+import typing as t
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask.sessions import SecureCookieSessionInterface
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
+
+from gateway import audit
+from gateway import keys
+from gateway import store
+from gateway.policies import get_policies
+from gateway.ratelimit import limiter
+from gateway.vault import PLACEHOLDERS
+from gateway.vault import VaultError
+
+if t.TYPE_CHECKING:
+    from flask.sessions import SessionMixin
+    from werkzeug.wrappers import Request
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static",
+               static_url_path="/static")
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+SECRET_KEY_SETTING = "admin_session_secret"
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+#: werkzeug's scrypt (n=2**15, r=8, p=1); `ADMIN_PASSWORD_METHOD` may raise the cost
+PASSWORD_METHOD = "scrypt"
+GRACE_CHOICES = {"0": 0, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+SINCE_CHOICES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+AUDIT_PAGE = 200
+_STATUS_FILTER_RE = re.compile(r"^[1-5](?:xx|[0-9]{2})$")
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+class AdminProblem(Exception):
+    """A console account cannot be created or changed (bad name, weak password, exists...)."""
+
+
+class SecretKeyUnsafe(VaultError):
+    """SECRET_KEY is a placeholder: sessions could be forged by anyone who guesses it."""
+
+
+# --- accounts ----------------------------------------------------------------------
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.match(username or ""):
+        raise AdminProblem("a username is 1 to 64 of A-Z a-z 0-9 _ . @ -")
+    return username
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise AdminProblem(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AdminProblem(f"the password must have at most {MAX_PASSWORD} characters")
+    return password
+
+
+def _hash(password: str) -> str:
+    method = current_app.config.get("ADMIN_PASSWORD_METHOD", PASSWORD_METHOD)
+    if method != PASSWORD_METHOD and not str(method).startswith(PASSWORD_METHOD + ":"):
+        raise AdminProblem("ADMIN_PASSWORD_METHOD must be scrypt or scrypt:N:r:p")
+    return generate_password_hash(password, method=method)
+
+
+def create_admin(conn: sa.Connection, username: str, password: str) -> None:
+    """A new console account; the password is kept only as a scrypt hash."""
+    check_username(username)
+    check_password(password)
+    if _admin_row(conn, username) is not None:
+        raise AdminProblem(f"admin {username!r} already exists; use `gateway admin set-password`")
+    conn.execute(store.admins.insert().values(
+        username=username, password_hash=_hash(password), created_at=time.time()))
+
+
+def set_password(conn: sa.Connection, username: str, password: str) -> None:
+    """Replace an account's password; its open sessions end on their next request."""
+    check_password(password)
+    done = conn.execute(store.admins.update().where(store.admins.c.username == username).values(
+        password_hash=_hash(password)))
+    if done.rowcount == 0:
+        raise AdminProblem(f"no admin named {username!r}")
+
+
+def delete_admin(conn: sa.Connection, username: str) -> None:
+    done = conn.execute(store.admins.delete().where(store.admins.c.username == username))
+    if done.rowcount == 0:
+        raise AdminProblem(f"no admin named {username!r}")
+
+
+def list_admins(conn: sa.Connection) -> list[dict[str, t.Any]]:
+    query = sa.select(store.admins.c.username, store.admins.c.created_at).order_by(store.admins.c.username)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _admin_row(conn: sa.Connection, username: str) -> sa.Row[t.Any] | None:
+    return conn.execute(sa.select(store.admins).where(store.admins.c.username == username)).first()
+
+
+_dummy_hash: str | None = None
+
+
+def verify_login(username: str, password: str) -> str | None:
+    """The password hash's fingerprint when the credentials are right, else None.
+
+    An unknown username costs the same scrypt work as a wrong password, so timing does
+    not tell which usernames exist.
+    """
+    global _dummy_hash
+    with store.transaction() as conn:
+        row = _admin_row(conn, username) if USERNAME_RE.match(username) else None
+    if row is None:
+        _dummy_hash = _dummy_hash or _hash(secrets.token_hex(8))
+        check_password_hash(_dummy_hash, password)
+        return None
+    if not check_password_hash(row.password_hash, password):
+        return None
+    return _fingerprint(row.password_hash)
+
+
+def _fingerprint(password_hash: str) -> str:
+    # kept in the session: a password change ends every session opened with the old one
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+
+
+# --- the session cookie ------------------------------------------------------------
+
+
+def _is_console(path: str) -> bool:
+    return path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, opened only under /admin, Secure unless on loopback over http."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if not _is_console(request.path):
+            # partner traffic never reads or writes the console's cookie (nor its key)
+            return self.session_class()
+        ensure_secret_key(app)
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if _is_console(request.path):
+            super().save_session(app, session, response)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        configured = app.config.get("ADMIN_COOKIE_SECURE")
+        if configured is not None:
+            return bool(configured)
+        return request.is_secure or not _loopback(request.host)
+
+
+_key_lock = threading.Lock()
+
+
+def ensure_secret_key(app: Flask) -> None:
+    """Load the session-signing key from the settings table, creating it on first use.
+
+    It is random, generated once, vault-encrypted at rest, and shared by every worker
+    and instance through the database. When the database cannot be read the console
+    stays closed (no key, no session) rather than falling back to something guessable.
+    """
+    if app.secret_key:
+        return
+    with _key_lock:
+        for _ in range(2):
+            if app.secret_key:
+                return
+            try:
+                with store.transaction() as conn:
+                    app.config["SECRET_KEY"] = load_or_create_secret_key(conn)
+            except sa.exc.IntegrityError:
+                continue  # another worker stored one first: read theirs
+            except (sa.exc.SQLAlchemyError, VaultError, store.SchemaMismatch):
+                log.exception("admin console: cannot load the session key")
+                return
+
+
+def load_or_create_secret_key(conn: sa.Connection) -> str:
+    """The stored session key, or a new one stored now (`gateway init` calls this too)."""
+    value = store.get_setting(conn, SECRET_KEY_SETTING)
+    if value is None:
+        value = secrets.token_urlsafe(48)
+        store.put_setting(conn, SECRET_KEY_SETTING, value, secret=True, now=time.time())
+    return t.cast(str, value)
+
+
+def _refuse_placeholder(app: Flask) -> None:
+    configured = app.config.get("SECRET_KEY")
+    if configured is None or app.config.get("TESTING"):
+        return
+    text = configured.decode("latin-1") if isinstance(configured, bytes) else str(configured)
+    if text.strip().lower() in PLACEHOLDERS or len(text) < 32:
+        raise SecretKeyUnsafe("SECRET_KEY (GATEWAY_SECRET_KEY) is a placeholder or shorter than 32 "
+                              "characters; unset it and the gateway keeps a random one in its database")
+
+
+# --- CSRF and access -----------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use)."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return t.cast(str, session["csrf"])
+
+
+def _csrf_ok() -> bool:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    return bool(sent and expected) and hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
+
+
+def current_admin() -> str | None:
+    """The signed-in admin, checked against the database on every request."""
+    username = session.get("admin")
+    if not isinstance(username, str):
+        return None
+    lifetime = float(current_app.config.get("ADMIN_SESSION_LIFETIME", 8 * 3600))
+    if time.time() - float(session.get("at", 0)) > lifetime:
+        return None
+    with store.transaction() as conn:
+        row = _admin_row(conn, username)
+    if row is None or not hmac.compare_digest(_fingerprint(row.password_hash), session.get("pw", "")):
+        return None
+    return username
+
+
+def require_admin(view: F) -> F:
+    """Only a signed-in admin passes; anyone else (partner keys included) gets the login page."""
+
+    @functools.wraps(view)
+    def guarded(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        admin = current_admin()
+        if admin is None:
+            session.pop("admin", None)
+            if request.method in ("GET", "HEAD"):
+                return redirect(url_for("admin.login"), code=303)
+            return _page("login.html", 401, error="Please sign in.")
+        g.admin = admin
+        return view(*args, **kwargs)
+
+    return t.cast(F, guarded)
+
+
+def _page(template: str, code: int = 200, **context: t.Any) -> tuple[str, int]:
+    return render_template(f"admin/{template}", **context), code
+
+
+@bp.before_request
+def _guard() -> t.Any:
+    if not current_app.secret_key:
+        return _page("error.html", 503, message="The console is unavailable: its session key "
+                                                "cannot be read. Check the logs and the database.")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not _csrf_ok():
+        log.warning("admin console: form refused (missing or wrong CSRF token)")
+        return _page("error.html", 403, message="This form has expired or did not come from the "
+                                                "console. Reload the page and try again.")
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
+    retry = str(current_app.config.get("ADMIN_LOGIN_RETRY_AFTER", 60))
+    return (render_template("admin/login.html", error="Too many sign-in attempts; wait a minute "
+                            "and try again.", username=""), 429, {"Retry-After": retry})
+
+
+# --- login -----------------------------------------------------------------------------
+
+
+def _login_failed(response: Response) -> bool:
+    # only failed attempts spend the budget: a successful sign-in answers 303
+    return response.status_code != 303
+
+
+def _username_key() -> str:
+    return "admin-user:" + request.form.get("username", "").strip().lower()[:64]
+
+
+def _ip_rate() -> str:
+    return str(current_app.config.get("ADMIN_LOGIN_RATE_LIMIT_IP", "20/minute;100/hour"))
+
+
+def _user_rate() -> str:
+    return str(current_app.config.get("ADMIN_LOGIN_RATE_LIMIT_USER", "5/minute;30/hour"))
+
+
+def _record(operation: str, *, status: int, partner: str | None = None, detail: str | None = None) -> None:
+    audit.record(operation=operation, partner=partner, status=status, method=request.method,
+                 path=request.path, request_id=g.get("request_id"), detail=detail)
+    log.info("admin console: %s%s (%s)", operation, f" {partner}" if partner else "", detail or "",
+             extra={"admin_action": operation})
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_ip_rate, key_func=get_remote_address, methods=["POST"], deduct_when=_login_failed)
+@limiter.limit(_user_rate, key_func=_username_key, methods=["POST"], deduct_when=_login_failed)
+def login() -> t.Any:
+    if request.method == "GET":
+        return _page("login.html", insecure=not (request.is_secure or _loopback(request.host)))
+    username = request.form.get("username", "").strip()
+    fingerprint = verify_login(username, request.form.get("password", ""))
+    if fingerprint is None:
+        _record("admin_login_failed", status=401, detail=f"username {username[:64]!r}")
+        return _page("login.html", 401, error="Wrong username or password.", username=username[:64])
+    # a new session on sign-in: nothing planted before it (fixation) survives
+    session.clear()
+    session.update(admin=username, at=time.time(), pw=fingerprint, csrf=secrets.token_urlsafe(32))
+    _record("admin_login", status=303, detail=f"admin {username}")
+    return redirect(url_for("admin.partners"), code=303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("admin.login"), code=303)
+
+
+# --- partners ------------------------------------------------------------------------------
+
+
+def partner_overview(conn: sa.Connection, *, now: float | None = None) -> list[dict[str, t.Any]]:
+    """Every partner with its state, policy, live keys, last use and request counts (audit table)."""
+    now = time.time() if now is None else now
+    ev = store.audit_events.c
+    partner_calls = ev.operation.notlike("admin%")
+    stats = conn.execute(
+        sa.select(
+            ev.partner,
+            sa.func.count().label("requests"),
+            sa.func.sum(sa.case((ev.at >= now - 86400, 1), else_=0)).label("requests_24h"),
+            sa.func.sum(sa.case((ev.status >= 400, 1), else_=0)).label("errors"),
+            sa.func.max(ev.at).label("last_used"),
+        ).where(ev.partner.is_not(None), partner_calls).group_by(ev.partner)
+    )
+    by_partner = {row.partner: row for row in stats}
+    policies = get_policies()
+    out = []
+    for row in keys.list_partners(conn):
+        s = by_partner.get(row["name"])
+        out.append(row | {
+            "state": "revoked" if row["revoked_at"] else "active",
+            "policy_ok": policies.get(row["name"]) is not None,
+            "requests": int(s.requests) if s else 0,
+            "requests_24h": int(s.requests_24h or 0) if s else 0,
+            "errors": int(s.errors or 0) if s else 0,
+            "last_used": s.last_used if s else None,
+        })
+    return out
+
+
+def _partner_or_404(conn: sa.Connection, name: str) -> sa.Row[t.Any] | None:
+    return conn.execute(sa.select(store.partners).where(store.partners.c.name == name)).first()
+
+
+@bp.get("/")
+@require_admin
+def partners() -> t.Any:
+    with store.transaction() as conn:
+        rows = partner_overview(conn)
+    return _page("partners.html", partners=rows)
+
+
+@bp.route("/partners/<name>/revoke", methods=["GET", "POST"])
+@require_admin
+def revoke(name: str) -> t.Any:
+    """GET asks for confirmation; POST revokes the partner and all its keys at once."""
+    with store.transaction() as conn:
+        row = _partner_or_404(conn, name)
+    if row is None:
+        return _page("error.html", 404, message=f"No partner named {name!r}.")
+    if request.method == "GET":
+        return _page("revoke.html", name=name, revoked=row.revoked_at is not None)
+    try:
+        with store.transaction() as conn:
+            count = keys.revoke_partner(conn, name)
+    except keys.KeyProblem as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.partners"), code=303)
+    _record("admin_revoke", status=200, partner=name, detail=f"by {g.admin}; {count} key(s)")
+    flash(f"Partner {name!r} revoked ({count} key(s)); its next request gets 401.", "ok")
+    return redirect(url_for("admin.partners"), code=303)
+
+
+@bp.route("/partners/<name>/rotate", methods=["GET", "POST"])
+@require_admin
+def rotate(name: str) -> t.Any:
+    """GET offers a grace period; POST issues a new key and shows it once (never stored)."""
+    with store.transaction() as conn:
+        row = _partner_or_404(conn, name)
+    if row is None:
+        return _page("error.html", 404, message=f"No partner named {name!r}.")
+    if request.method == "GET":
+        session["rotate_once"] = secrets.token_urlsafe(16)
+        return _page("rotate.html", name=name, choices=GRACE_CHOICES, once=session["rotate_once"])
+    # a reloaded or replayed form must not rotate twice (and hide the first new key)
+    once = session.pop("rotate_once", "")
+    if not once or not hmac.compare_digest(once, request.form.get("once", "")):
+        flash("That rotation form was already used; no new key was issued.", "error")
+        return redirect(url_for("admin.partners"), code=303)
+    grace = request.form.get("grace", "")
+    if grace not in GRACE_CHOICES:
+        flash("Pick a grace period; no new key was issued.", "error")
+        return redirect(url_for("admin.partners"), code=303)
+    try:
+        with store.transaction() as conn:
+            key = keys.rotate_key(conn, name, grace=GRACE_CHOICES[grace])
+    except keys.KeyProblem as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.partners"), code=303)
+    _record("admin_rotate_key", status=200, partner=name, detail=f"by {g.admin}; grace {grace}")
+    return _page("key.html", name=name, key=key, grace=grace)
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def audit_rows(conn: sa.Connection, *, partner: str | None, since: float | None,
+               status: str | None, limit: int = AUDIT_PAGE) -> list[dict[str, t.Any]]:
+    """Newest-first audit rows matching the filters (`status`: `4xx` or `401`)."""
+    ev = store.audit_events
+    query = sa.select(ev).order_by(ev.c.id.desc()).limit(limit)
+    if partner:
+        query = query.where(ev.c.partner == partner)
+    if since is not None:
+        query = query.where(ev.c.at >= since)
+    if status and status.endswith("xx"):
+        low = int(status[0]) * 100
+        query = query.where(ev.c.status >= low, ev.c.status < low + 100)
+    elif status:
+        query = query.where(ev.c.status == int(status))
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+@bp.get("/audit")
+@require_admin
+def audit_trail() -> t.Any:
+    partner = request.args.get("partner", "").strip()[:63] or None
+    since_choice = request.args.get("since", "")
+    status = request.args.get("status", "").strip().lower()
+    problems = []
+    if since_choice and since_choice not in SINCE_CHOICES:
+        problems.append("Unknown period; showing all.")
+        since_choice = ""
+    if status and not _STATUS_FILTER_RE.match(status):
+        problems.append("Status must look like 401 or 4xx; ignored.")
+        status = ""
+    since = time.time() - SINCE_CHOICES[since_choice] if since_choice else None
+    with store.transaction() as conn:
+        rows = audit_rows(conn, partner=partner, since=since, status=status or None)
+        names = [p["name"] for p in keys.list_partners(conn)]
+    return _page("audit.html", rows=rows, names=names, partner=partner or "", since=since_choice,
+                 status=status, since_choices=SINCE_CHOICES, problems=problems, limit=AUDIT_PAGE)
+
+
+@bp.app_template_filter("when")
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def init_app(app: Flask) -> None:
+    """Refuse a placeholder SECRET_KEY, install the console's session cookie, mount `/admin`."""
+    _refuse_placeholder(app)
+    app.session_interface = ConsoleSessionInterface()
+    app.config.update(
+        SESSION_COOKIE_NAME="gateway_console",
+        SESSION_COOKIE_PATH=bp.url_prefix,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE=app.config.get("ADMIN_COOKIE_SAMESITE", "Strict"),
+    )
+    app.add_template_global(csrf_token, "csrf_token")
+    app.register_blueprint(bp)
