@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 import click
 from cryptography.fernet import Fernet
 from flask import Flask
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import make_server
 
 from gateway.errors import CLIError
 from gateway.upstream import UpstreamSetupError
@@ -59,6 +62,56 @@ class _Slot:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"starting\n"]
         return self.app(environ, start_response)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: relay URLs carry tokens, and the demo's terminal stays readable."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class _Server:
+    """A threaded werkzeug server in a daemon thread, on a socket bound here.
+
+    werkzeug's own bind prints to stderr and exits the process when the port is taken;
+    binding first turns that into an OSError the demo can explain in one line.
+    """
+
+    def __init__(self, app: t.Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self._server: t.Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, self.port))
+            sock.listen(128)
+            # werkzeug duplicates the descriptor, so ours is closed right after
+            self._server = make_server(HOST, self.port, self.app, threaded=True,
+                                       request_handler=_QuietHandler, fd=sock.fileno())
+        finally:
+            sock.close()
+        self.port = self._server.port
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name=f"demo-server-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
 
 
 def demo_policy(template: str, site_url: str) -> str:
@@ -135,12 +188,11 @@ class DemoStack:
 
     def _bind(self) -> None:
         from sandbox import create_app as create_sandbox
-        from sandbox.server import BackgroundServer
 
         self.sandbox_app = create_sandbox(self.sandbox_config)
         apps = {"emulator": self.sandbox_app, **self._slots}
         for role, app in apps.items():
-            server = BackgroundServer(app, HOST, self.ports[role])
+            server = _Server(app, self.ports[role])
             try:
                 server.start()
             except OSError as exc:

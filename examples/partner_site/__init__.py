@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import secrets
 import typing as t
 import urllib.parse
@@ -161,16 +162,19 @@ def sign() -> tuple[str, int] | str:
         abort(400)
     fields = {"member_number": form.get("member_number", "").strip(),
               "plan": form.get("plan", "")}
+    # the form's one-time submission id makes a double-click create one envelope: it is both
+    # the Idempotency-Key and (so the retried body is identical) our reference
+    submission = form.get("submission", "")
+    if not re.fullmatch(r"[0-9a-f]{32}", submission):
+        abort(400)
     body = {
         "template": current_app.config["TEMPLATE"],
         "signer": {"name": form.get("name", "").strip(), "email": form.get("email", "").strip()},
         "fields": fields,
-        "reference": "site-" + uuid.uuid4().hex[:12],
+        "reference": "site-" + submission[:12],
     }
     try:
-        # the form's one-time submission id makes a double-click create one envelope
-        created = call_gateway("POST", "/v1/envelopes", body,
-                               idempotency_key=form.get("submission") or None)
+        created = call_gateway("POST", "/v1/envelopes", body, idempotency_key=submission)
         view = call_gateway("POST", f"/v1/envelopes/{created['envelope_id']}/recipient-view",
                             {"return_url": site_url() + "/signed"})
     except GatewayCallFailed as exc:
