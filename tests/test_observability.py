@@ -323,6 +323,9 @@ def test_no_secret_reaches_the_logs_in_a_full_flow(app, client, partner, sandbox
     secrets_seen.append(view.json["url"].split("?")[-1])
     assert partner.status(envelope_id).status_code == 200
     assert other.status(envelope_id).status_code == 404
+    # the signer's browser through the return relay: the relay token sits in the logged path
+    relay_path, proof = _through_the_relay(app, client, envelope_id)
+    secrets_seen += [relay_path.rsplit("/", 1)[1], proof]
     # failures: bad JSON, bad body with an email in it, unknown key, upstream down
     client.post("/v1/envelopes", data="{nope", headers=partner.headers | {"Content-Type": "application/json"})
     partner.create(signer={"name": "", "email": "grace@example.com"})
@@ -358,6 +361,25 @@ def test_no_secret_reaches_the_logs_in_a_full_flow(app, client, partner, sandbox
     assert "pgw_" not in everything.replace("pgw_***", "")
     assert "a***@example.com" in everything
     assert "-----BEGIN" not in everything
+
+
+def _through_the_relay(app: t.Any, client: t.Any, envelope_id: str) -> tuple[str, str]:
+    from urllib.parse import parse_qs
+    from urllib.parse import urlsplit
+
+    import sqlalchemy as sa
+
+    from gateway import return_relay
+
+    with app.test_request_context():
+        with store.transaction() as conn:
+            partner_id = conn.execute(sa.select(store.partners.c.id).where(
+                store.partners.c.name == "example")).scalar_one()
+        path = urlsplit(return_relay.relay_url(envelope_id, partner_id,
+                                               "http://127.0.0.1:8070/signed")).path
+    resp = client.get(path + "?event=cancel")
+    assert resp.status_code == 303
+    return path, parse_qs(urlsplit(resp.headers["Location"]).query)["gateway_token"][0]
 
 
 def test_text_log_format_is_available(tmp_path):
