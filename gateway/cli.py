@@ -38,6 +38,7 @@ def app_context() -> t.Iterator[Flask]:
     """The gateway app, with every known failure turned into one clear line."""
     from gateway.admin import AdminProblem
     from gateway.keys import KeyProblem
+    from gateway.observability import configure_logging
     from gateway.policies import PolicyFileInvalid
     from gateway.store import SchemaMismatch
     from gateway.upstream import UpstreamSetupError
@@ -45,6 +46,8 @@ def app_context() -> t.Iterator[Flask]:
 
     try:
         app = create_app()
+        # a command's output is for a person: warnings only, as plain (still redacted) text
+        configure_logging(app, level=app.config.get("CLI_LOG_LEVEL", "WARNING"), fmt="text")
         with app.app_context():
             yield app
     except (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError, AdminProblem) as exc:

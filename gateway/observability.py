@@ -150,11 +150,12 @@ def log_handler() -> LogHandler | None:
     return next((h for h in logging.getLogger().handlers if isinstance(h, LogHandler)), None)
 
 
-def configure_logging(app: Flask) -> LogHandler:
+def configure_logging(app: Flask, *, level: str | None = None, fmt: str | None = None) -> LogHandler:
     """One redacting handler on the root logger, so every library's records go through it.
 
-    Installed once per process (several apps in one process share it); `LOG_FORMAT`
-    "json" (default) or "text", `LOG_LEVEL` (default INFO).
+    Installed once per process (several apps in one process share it). `LOG_FORMAT`
+    "json" (default) or "text" and `LOG_LEVEL` (default INFO) come from the config
+    unless given: the owner's commands ask for text at WARNING, their output is for people.
     """
     with _install_lock:
         handler = log_handler()
@@ -162,11 +163,11 @@ def configure_logging(app: Flask) -> LogHandler:
             handler = LogHandler()
             handler.addFilter(RedactingFilter())
             logging.getLogger().addHandler(handler)
-    if app.config.get("LOG_FORMAT", "json") == "json":
+    if (fmt or app.config.get("LOG_FORMAT", "json")) == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().setLevel(str(app.config.get("LOG_LEVEL", "INFO")).upper())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().setLevel(str(level or app.config.get("LOG_LEVEL", "INFO")).upper())
     return handler
 
 

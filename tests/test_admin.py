@@ -9,14 +9,14 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from conftest import PartnerActions
-from conftest import add_partner
-from conftest import make_gateway
 
 from gateway import admin
 from gateway import cli
 from gateway import create_app
 from gateway import store
+from tests.conftest import PartnerActions
+from tests.conftest import add_partner
+from tests.conftest import make_gateway
 
 PASSWORD = "correct horse battery staple"
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -15,16 +15,16 @@ import typing as t
 
 import pytest
 import requests
-from conftest import ROOT
-from conftest import PartnerActions
-from conftest import add_partner
-from conftest import make_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import observability
 from gateway import store
 from gateway.observability import redact
 from gateway.upstream import get_client
+from tests.conftest import ROOT
+from tests.conftest import PartnerActions
+from tests.conftest import add_partner
+from tests.conftest import make_gateway
 
 
 def samples(client: t.Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
