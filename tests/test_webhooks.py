@@ -329,3 +329,58 @@ def test_emulator_connect_drives_the_status_to_completed(app, client, partner, s
     assert (record.status, record.last_event) == ("completed", "envelope-completed")
     assert partner.status(env_id).get_json()["status"] == "completed"
     assert sandbox.calls()["get_envelope"] == 0
+
+
+# --- the owner's commands ------------------------------------------------------------
+
+
+@pytest.fixture
+def owner(app: t.Any, monkeypatch: pytest.MonkeyPatch) -> t.Any:
+    """The owner's shell, pointed at the test gateway's database and master key."""
+    from click.testing import CliRunner
+
+    monkeypatch.setenv("DATABASE_URL", app.config["DATABASE_URL"])
+    monkeypatch.setenv("GATEWAY_MASTER_KEY", app.config["MASTER_KEY"])
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", app.config["POLICY_DIR"])
+    return CliRunner()
+
+
+def test_cli_manages_connect_secrets(app, client, owner, env_id) -> None:
+    from gateway.cli import cli
+
+    empty = owner.invoke(cli, ["docusign", "connect-secret", "list"])
+    assert "no Connect secrets" in empty.output
+    generated = owner.invoke(cli, ["docusign", "connect-secret", "add", "--generate"])
+    assert generated.exit_code == 0, generated.output
+    secret = generated.stdout.strip()
+    assert len(secret) >= 32
+    pasted = owner.invoke(cli, ["docusign", "connect-secret", "add"],
+                          input="pasted-from-docusign-0123456789\n")
+    assert pasted.exit_code == 0, pasted.output
+    assert "pasted-from-docusign" not in pasted.output  # read hidden, never echoed
+    listed = owner.invoke(cli, ["docusign", "connect-secret", "list"])
+    ids = [line.split()[0] for line in listed.output.splitlines()]
+    assert len(ids) == 2
+    assert secret not in listed.output and "pasted-from" not in listed.output
+    assert post(client, message(env_id, "sent", 1), secret=secret).status_code == 200
+    short = owner.invoke(cli, ["docusign", "connect-secret", "add"], input="short\n")
+    assert short.exit_code == 1 and "error: " in short.output
+    removed = owner.invoke(cli, ["docusign", "connect-secret", "remove", ids[1]])
+    assert removed.exit_code == 0, removed.output
+    unauthorized(post(client, message(env_id, "delivered", 2), secret=secret))
+    missing = owner.invoke(cli, ["docusign", "connect-secret", "remove", "nope"])
+    assert missing.exit_code == 1
+
+
+def test_cli_points_the_emulators_connect_at_the_gateway(app, owner, sandbox) -> None:
+    from gateway.cli import cli
+
+    listener = "http://127.0.0.1:8080/webhooks/docusign"
+    ok = owner.invoke(cli, ["docusign", "sandbox-connect", "--sandbox", sandbox.url,
+                            "--listener", listener])
+    assert ok.exit_code == 0, ok.output
+    assert listener in ok.output
+    down = owner.invoke(cli, ["docusign", "sandbox-connect", "--sandbox", "http://127.0.0.1:9",
+                              "--listener", listener])
+    assert down.exit_code == 1
+    assert down.output.startswith("error: no DocuSign emulator answers")
