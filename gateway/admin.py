@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 import typing as t
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint
@@ -173,8 +174,11 @@ def _is_console(path: str) -> bool:
 
 
 def _loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]").lower()
+    """Whether a Host header names this machine: `localhost`, `127.0.0.1:8080`, `[::1]`..."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
     if name == "localhost":
         return True
     try:

@@ -243,6 +243,15 @@ def test_cookie_is_secure_outside_loopback_or_over_tls(console, base_url):
         assert "Secure" in _cookie(resp)
 
 
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("localhost", True), ("localhost:8080", True), ("127.0.0.1", True), ("127.0.0.2:80", True),
+    ("[::1]", True), ("[::1]:8080", True), ("gateway.example.com", False), ("10.0.0.1:443", False),
+    ("[2001:db8::1]", False), ("[bad", False), ("", False),
+])
+def test_loopback_hosts(host, loopback):
+    assert admin._loopback(host) is loopback
+
+
 def test_wrong_password_is_refused_and_audited(app, console):
     resp = console.login(password="not the password")
     assert resp.status_code == 401
