@@ -144,10 +144,12 @@ class DemoStack:
     def __init__(self, *, sandbox_port: int = DEFAULT_SANDBOX_PORT,
                  gateway_port: int = DEFAULT_GATEWAY_PORT, site_port: int = DEFAULT_SITE_PORT,
                  policy_template: Path | None = None,
-                 sandbox_config: t.Mapping[str, t.Any] | None = None) -> None:
+                 sandbox_config: t.Mapping[str, t.Any] | None = None,
+                 gateway_config: t.Mapping[str, t.Any] | None = None) -> None:
         self.ports = {"emulator": sandbox_port, "gateway": gateway_port, "example site": site_port}
         self.policy_template = policy_template or _EXAMPLE_POLICY
         self.sandbox_config = dict(sandbox_config or {})
+        self.gateway_config = dict(gateway_config or {})
         self.workdir: str | None = None
         self.servers: dict[str, t.Any] = {}
         self.gateway_app: Flask | None = None
@@ -221,6 +223,7 @@ class DemoStack:
                 "POLICY_DIR": str(policy_dir),
                 "PUBLIC_URL": self.gateway_url,
                 "RATELIMIT_STORAGE_URI": "memory://",
+                **self.gateway_config,
             })
         self.gateway_app = app
         with app.app_context():
@@ -270,7 +273,9 @@ def _raise_interrupt(signum: int, frame: t.Any) -> None:
 
 def run(*, sandbox_port: int, gateway_port: int, site_port: int) -> None:
     """Start everything, print the URL to open, and stop everything on Ctrl-C (or SIGTERM)."""
-    stack = DemoStack(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
+    # one readable line per request: the demo's terminal is read by a person
+    stack = DemoStack(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port,
+                      gateway_config={"LOG_FORMAT": "text"})
     flag = {"emulator": "--sandbox-port", "gateway": "--gateway-port",
             "example site": "--site-port"}
     try:

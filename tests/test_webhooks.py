@@ -384,3 +384,31 @@ def test_cli_points_the_emulators_connect_at_the_gateway(app, owner, sandbox) ->
                               "--listener", listener])
     assert down.exit_code == 1
     assert down.output.startswith("error: no DocuSign emulator answers")
+
+
+@pytest.mark.services
+def test_ordering_and_redelivery_on_postgresql(tmp_path, sandbox, rsa_private_pem) -> None:
+    from tests.conftest import add_partner
+    from tests.conftest import make_gateway
+    from tests.services.fleet import pg_schema
+
+    with pg_schema() as url:
+        pg_app = make_gateway(tmp_path, sandbox.url, rsa_private_pem, DATABASE_URL=url)
+        try:
+            pg_client = pg_app.test_client()
+            actions = PartnerActions(pg_client, "example", add_partner(pg_app, "example"))
+            with pg_app.app_context():
+                from gateway import store
+                from gateway import webhooks
+
+                with store.transaction() as conn:
+                    webhooks.add_secret(conn, SECRET, now=0.0)
+            env = actions.create().get_json()["envelope_id"]
+            assert post(pg_client, message(env, "delivered", 20)).get_json()["applied"] is True
+            assert post(pg_client, message(env, "delivered", 20, retry=1)).get_json()["applied"] is False
+            assert post(pg_client, message(env, "sent", 10)).get_json()["applied"] is False
+            assert post(pg_client, message(env, "completed", 30)).get_json()["applied"] is True
+            assert post(pg_client, message(env, "voided", 40)).get_json()["applied"] is False
+            assert actions.status(env).get_json()["status"] == "completed"
+        finally:
+            pg_app.extensions["store"].dispose()
