@@ -26,6 +26,7 @@ every old public key in the JWKS until every token it signed has expired.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 import typing as t
@@ -57,7 +58,10 @@ bp = Blueprint("return_relay", __name__)
 
 RELAY_SECRET = "relay_secret"
 SIGNING_KEYS = "gateway_signing_keys"
-RELAY_AUDIENCE = "gateway-return-relay"
+RELAY_AUDIENCE = "relay"
+# DocuSign refuses a returnUrl over 500 characters ("'returnUrl' parameter must not exceed 500
+# characters"); a margin below it, as a 480-character URL was once refused in demo [U]
+MAX_RETURN_URL_LENGTH = 470
 SIGNING_ALGORITHM = "ES256"
 #: events DocuSign appends to returnUrl (docusign.md §5)
 EVENTS = frozenset({
@@ -204,16 +208,28 @@ def public_url() -> str:
 
 
 def relay_url(envelope_id: str, partner_id: int, return_url: str) -> str:
-    """The `returnUrl` handed to DocuSign for one signing session."""
+    """The `returnUrl` handed to DocuSign for one signing session.
+
+    Kept compact (no `typ` header, no `iat`, short claim names) because DocuSign refuses a
+    returnUrl over 500 characters and the partner's return URL rides inside the token.
+    """
     secret, _ = _keys()
-    now = int(time.time())
     token = jwt.encode(
-        {"env": envelope_id, "ptn": partner_id, "ret": return_url, "iat": now,
-         "exp": now + current_app.config["RETURN_TOKEN_TTL"], "jti": uuid.uuid4().hex,
-         "aud": RELAY_AUDIENCE},
-        secret, algorithm="HS256",
+        {"env": envelope_id, "ptn": partner_id, "ret": return_url,
+         "exp": int(time.time()) + current_app.config["RETURN_TOKEN_TTL"],
+         "jti": secrets.token_urlsafe(9), "aud": RELAY_AUDIENCE},
+        secret, algorithm="HS256", headers={"typ": None},
     )
-    return f"{public_url()}/v1/return/{token}"
+    url = f"{public_url()}/v1/return/{token}"
+    if len(url) > MAX_RETURN_URL_LENGTH:
+        # each character of return_url costs about 4/3 in the base64 payload
+        fits = len(return_url) - math.ceil((len(url) - MAX_RETURN_URL_LENGTH) * 3 / 4) - 1
+        raise errors.ReturnUrlNotAllowed(
+            f"return_url is too long: DocuSign accepts a returnUrl of at most 500 characters, "
+            f"and the gateway's relay URL carrying this one would have {len(url)}. Keep "
+            f"return_url under about {max(fits, 0)} characters.",
+            errors={"return_url": ["too long"]})
+    return url
 
 
 def _read_relay_token(token: str) -> dict[str, t.Any]:

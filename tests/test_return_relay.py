@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import typing as t
 
@@ -81,7 +82,7 @@ def mint_relay_token(app: t.Any, secret: bytes | None = None, **claims: t.Any) -
     with app.app_context():
         real_secret, _ = return_relay._keys()
     now = int(time.time())
-    body = {"env": "x", "ptn": 1, "ret": RETURN_URL, "iat": now, "exp": now + 600,
+    body = {"env": "x", "ptn": 1, "ret": RETURN_URL, "exp": now + 600,
             "jti": "j" * 32, "aud": return_relay.RELAY_AUDIENCE} | claims
     return jwt.encode(body, secret or real_secret, algorithm="HS256")
 
@@ -217,6 +218,27 @@ def test_failed_confirmation_leaves_the_status_unconfirmed(app, client, partner,
     assert envelope(app, env_id).status == "sent"
 
 
+def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox, tmp_path) -> None:
+    from gateway import return_relay
+
+    env_id, _ = start_session(partner, sandbox)
+    assert len(relay_url(sandbox, env_id)) < 300
+    policy = tmp_path / "policies" / "example.toml"
+    policy.write_text(policy.read_text().replace(
+        'return_urls = ["http://127.0.0.1:8070/signed"]', 'return_urls = ["http://127.0.0.1:8070/"]'))
+    long_url = "http://127.0.0.1:8070/" + "a" * 300
+    resp = partner.view(env_id, return_url=long_url)
+    assert resp.status_code == 422
+    assert resp.get_json()["code"] == "return_url_not_allowed"
+    detail = resp.get_json()["detail"]
+    assert "too long" in detail
+    assert len(sandbox.envelope(env_id)["views"]) == 1
+    fits = int(re.search(r"under about (\d+) characters", detail)[1])
+    assert 140 < fits < 300
+    with app.test_request_context():
+        assert len(return_relay.relay_url(env_id, 1, long_url[:fits])) <= 470
+
+
 def test_partner_query_parameters_are_kept() -> None:
     from gateway.return_relay import with_query
 
@@ -283,10 +305,10 @@ def test_foreign_tokens_are_refused(app, client, partner, sandbox) -> None:
         mint_relay_token(app, env=env_id, aud="something-else"),
         # a claim missing
         jwt.encode({"env": env_id, "ptn": 1, "exp": int(time.time()) + 60, "jti": "k" * 32,
-                    "aud": "gateway-return-relay"}, b"y" * 32, algorithm="HS256"),
+                    "aud": "relay"}, b"y" * 32, algorithm="HS256"),
         # alg none
         jwt.encode({"env": env_id, "ptn": 1, "ret": RETURN_URL, "exp": int(time.time()) + 60,
-                    "jti": "n" * 32, "aud": "gateway-return-relay"}, None, algorithm="none"),
+                    "jti": "n" * 32, "aud": "relay"}, None, algorithm="none"),
     ]
     for token in cases:
         rejected(client.get(f"/v1/return/{token}?event=signing_complete"), "not valid")
