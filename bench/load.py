@@ -30,6 +30,9 @@ class Req:
     path: str
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, t.Any] | None = None
+    #: for paired runs (Python client): the server this request goes to, and its label
+    base_url: str = ""
+    tag: str = ""
 
     def wire(self) -> dict[str, t.Any]:
         headers = dict(self.headers)
@@ -37,7 +40,8 @@ class Req:
         if self.body is not None:
             body = json.dumps(self.body, separators=(",", ":"))
             headers["Content-Type"] = "application/json"
-        return {"method": self.method, "path": self.path, "headers": headers, "body": body}
+        return {"method": self.method, "path": self.path, "headers": headers, "body": body,
+                "base_url": self.base_url, "tag": self.tag}
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,8 @@ def _run_wrk(base_url: str, reqs: list[Req], connections: int, duration: int) ->
                   errors=data["status_errors"] + data["socket_errors"], client="wrk")
 
 
-def _run_python(base_url: str, reqs: list[Req], connections: int, duration: float | None,
-                count: int | None) -> Result:
+def _python(base_url: str, reqs: list[Req], connections: int, duration: float | None,
+            count: int | None) -> dict[str, t.Any]:
     spec = {"base_url": base_url, "requests": [r.wire() for r in reqs],
             "connections": connections, "duration": duration, "count": count}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
@@ -140,7 +144,12 @@ def _run_python(base_url: str, reqs: list[Req], connections: int, duration: floa
         os.unlink(path)
     if done.returncode != 0:
         raise BenchError(f"bench.loadgen failed: {done.stderr.strip()[-500:]}")
-    data = json.loads(done.stdout)
+    return dict(json.loads(done.stdout))
+
+
+def _run_python(base_url: str, reqs: list[Req], connections: int, duration: float | None,
+                count: int | None) -> Result:
+    data = _python(base_url, reqs, connections, duration, count)
     return Result(requests=data["requests"], seconds=data["seconds"], p50_ms=data["p50_ms"],
                   p99_ms=data["p99_ms"], errors=data["errors"], client="python")
 
@@ -156,3 +165,20 @@ def run(base_url: str, reqs: list[Req], *, connections: int, duration: int,
 def run_count(base_url: str, reqs: list[Req], *, connections: int, count: int) -> Result:
     """Exactly `count` requests (the Python client: wrk only stops on time)."""
     return _run_python(base_url, reqs, connections, None, count)
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One tag's share of a paired run."""
+
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    mean_ms: float
+
+
+def run_paired(reqs: list[Req], *, duration: int) -> tuple[dict[str, Tagged], int]:
+    """One connection per server, requests interleaved round-robin: per-tag latencies, errors."""
+    data = _python(reqs[0].base_url, reqs, 1, duration, None)
+    return {tag: Tagged(**v) for tag, v in data["tags"].items()}, int(data["errors"])

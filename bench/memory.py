@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> Report:
     with harness.workspace() as ws, harness.load_watch(seen):
         sandbox = harness.start_emulator(ws, unlimited=True)
         redis_uri = harness.workers_and_limits(ws, args.workers)
-        gw = harness.prepare_gateway(ws, sandbox, redis_uri=redis_uri)
+        gw = harness.prepare_gateway(ws, sandbox, redis_uri=redis_uri, unlimited=True)
         harness.serve_gateway(ws, gw, workers=args.workers, threads=args.threads)
         master = ws.procs["gateway"].pid
         mix = _mix(gw, harness.create_envelope(gw))

@@ -48,7 +48,7 @@ def _targets(ws: harness.Workspace, args: argparse.Namespace) -> list[Target]:
     """Start the emulator, the gateway and the bare app; the five targets."""
     sandbox = harness.start_emulator(ws, unlimited=True)
     redis_uri = harness.workers_and_limits(ws, args.workers)
-    gw = harness.prepare_gateway(ws, sandbox, redis_uri=redis_uri)
+    gw = harness.prepare_gateway(ws, sandbox, redis_uri=redis_uri, unlimited=True)
     harness.serve_gateway(ws, gw, workers=args.workers, threads=args.threads)
     bare = harness.serve_bare(ws, workers=args.workers, threads=args.threads)
     envelope_id = harness.create_envelope(gw)

@@ -37,7 +37,7 @@ def profile(args: argparse.Namespace) -> tuple[str, tuple[float, float]]:
 
     with harness.workspace() as ws:
         sandbox = harness.start_emulator(ws, unlimited=True)
-        gw = harness.prepare_gateway(ws, sandbox)
+        gw = harness.prepare_gateway(ws, sandbox, unlimited=True)
         client = harness.app_for(gw).test_client()
         created = client.post("/v1/envelopes", json=harness.CREATE_BODY, headers=gw.auth)
         call = _calls(client, gw, args.op, created.get_json()["envelope_id"])
