@@ -499,11 +499,16 @@ def _when(ts: float | None) -> str:
 @click.option("--since", metavar="DURATION", help="Only events newer than this (e.g. 1h).")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def audit(partner: str | None, since: str | None, limit: int, as_json: bool) -> None:
-    """Read the audit trail."""
+@click.option("--verify", is_flag=True,
+              help="Check the whole hash chain instead; exit 1 naming the first edited or missing record.")
+def audit(partner: str | None, since: str | None, limit: int, as_json: bool, verify: bool) -> None:
+    """Read the audit trail, or verify that nobody edited or deleted any of it."""
     from gateway import audit as audit_
     from gateway import store
 
+    if verify:
+        _verify_audit()
+        return
     cutoff = time.time() - parse_duration(since) if since else None
     with app_context():
         _require_ready()
@@ -568,18 +573,37 @@ def demo(sandbox_port: int, gateway_port: int, site_port: int) -> None:
     demo_.run(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
 
 
+def _verify_audit() -> None:
+    """Walk the chain; print the head (keep it elsewhere to catch a rolled-back head later)."""
+    from gateway import audit as audit_
+    from gateway import store
+
+    with app_context():
+        _require_ready()
+        with store.transaction() as conn:
+            verdict = audit_.verify(conn)
+    if verdict.problem is not None:
+        raise CLIError(f"audit chain broken: {verdict.problem}")
+    click.echo(f"ok: {verdict.checked} record(s) chained; head record {verdict.head_id} "
+               f"hash {verdict.head_hash}")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the gateway with gunicorn."""
+    """Serve the gateway with gunicorn (one process per worker; several need Redis)."""
     from gateway import serving
+    from gateway import store
 
     with app_context() as app:
         _require_ready()
         serving.preflight(app, workers=workers)
+        # the workers build their own apps and pools after the fork; sockets opened here
+        # for the preflight must not be inherited by them
+        store.get_engine().dispose()
     serving.run(host=host, port=port, workers=workers, threads=threads)
 
 

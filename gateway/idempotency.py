@@ -154,10 +154,10 @@ def begin(partner_id: int, key: str, digest: str, *, ttl: float, lease: float,
         if row.created_at + lease <= now and _take_over(row, now):
             return Claim(partner_id, key, now, lease, first_claimed=row.expires_at - ttl,
                          recovered=True)
-        if now + pause > deadline:
+        if now >= deadline:
             left = max(1, math.ceil(row.created_at + lease - now))
             raise errors.IdempotencyInProgress(retry_after=min(left, math.ceil(lease)))
-        time.sleep(pause)
+        time.sleep(min(pause, deadline - now))
         pause = min(_POLL_MAX, pause * 2)
 
 

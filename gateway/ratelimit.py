@@ -85,10 +85,25 @@ class AccountBudget:
         return self._item.amount - stats.remaining
 
 
+def _keep_own_retry_after(response: Response) -> Response:
+    """Runs just before flask-limiter's header hook: remember the answer's own Retry-After."""
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
 def _retry_after_only_when_limited(response: Response) -> Response:
-    """flask-limiter sends Retry-After on every response; it only means something on a refusal."""
+    """flask-limiter puts its window's reset in Retry-After on every response (the later of
+    it and any Retry-After already there). Only its own refusal should carry that: a
+    success carries none, and any other error keeps the one it was raised with (DocuSign's
+    hint, the idempotency lease, the account budget's hour)."""
     if response.status_code < 400:
         response.headers.pop("Retry-After", None)
+    elif g.get("error_code") != errors.RateLimited.error_code:
+        own = g.get("own_retry_after")
+        if own is None:
+            response.headers.pop("Retry-After", None)
+        else:
+            response.headers["Retry-After"] = own
     return response
 
 
@@ -99,6 +114,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)
+    app.after_request(_keep_own_retry_after)
     budget = AccountBudget(
         limiter.storage,
         hourly_limit=int(app.config.get("ACCOUNT_HOURLY_LIMIT", DEFAULT_ACCOUNT_HOURLY_LIMIT)),

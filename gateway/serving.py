@@ -1,4 +1,12 @@
-"""`gateway serve`: gunicorn in front of the app factory, after a preflight check."""
+"""`gateway serve`: gunicorn in front of the app factory, after a preflight check.
+
+Each worker is a process that builds its own app, database pool and DocuSign client
+after the fork (no preloading), so nothing with a socket is shared between workers;
+what they must agree on lives in the database (keys, idempotency, the shared upstream
+token, the audit chain) and in the rate-limit storage (Redis). Behind a reverse proxy,
+`GATEWAY_PROXY_HOPS=N` trusts the last N proxies' X-Forwarded-* headers, so the
+return relay's per-address limit sees signers' addresses and not the proxy's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import typing as t
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.errors import CLIError
 
@@ -39,7 +48,16 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         from gateway import create_app
 
-        return create_app()
+        return behind_proxy(create_app())
+
+
+def behind_proxy(app: Flask) -> Flask:
+    """Trust `PROXY_HOPS` reverse proxies' X-Forwarded-For/-Proto/-Host/-Port (0: none)."""
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops, x_port=hops)
+    return app
 
 
 def run(*, host: str, port: int, workers: int, threads: int) -> None:
