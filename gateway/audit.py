@@ -232,7 +232,8 @@ def _finish_request(response: Response) -> Response:
             status=response.status_code,
             code=g.get("error_code") or ("ok" if response.status_code < 400 else None),
             method=request.method,
-            path=request.path,
+            # the relay's path holds a bearer token: record the route, not the token
+            path=request.url_rule.rule if request.endpoint == "return_relay.relay" else request.path,
             latency_ms=round(latency_ms, 3),
             request_id=g.get("request_id"),
         )

@@ -32,6 +32,7 @@ from gateway import return_relay
 from gateway import schemas
 from gateway import store
 from gateway import vault
+from gateway import webhooks
 from gateway.guards import partner_call
 from gateway.upstream import get_client
 
@@ -233,6 +234,8 @@ def recipient_view(envelope_id: str) -> tuple[Response, int]:
         raise errors.ReturnUrlNotAllowed()
     if row.status in TERMINAL:
         raise errors.EnvelopeNotSignable()
+    # built first: a return URL too long for DocuSign is refused before anything is sent
+    relay = return_relay.relay_url(envelope_id, g.caller.partner_id, body["return_url"])
     client = get_client()
     if row.status == "created":
         client.send_envelope(envelope_id)
@@ -240,7 +243,7 @@ def recipient_view(envelope_id: str) -> tuple[Response, int]:
     signer = current_app.json.loads(vault.get_vault().decrypt(row.signer_enc))
     url = client.recipient_view(
         envelope_id,
-        return_url=return_relay.relay_url(envelope_id, g.caller.partner_id, body["return_url"]),
+        return_url=relay,
         user_name=signer["name"],
         email=signer["email"],
         client_user_id=row.client_user_id,
@@ -273,10 +276,12 @@ def envelope_status(envelope_id: str) -> Response:
             # the record this poll failed to refresh
             _unclaim_poll(envelope_id, claimed_at, row.upstream_checked_at)
             raise
-        status = upstream.get("status", row.status)
-        if status != row.status:
-            _set_status(envelope_id, status)
+        # conditional on DocuSign's own clock: a Connect event that landed during the read wins
         with store.transaction() as conn:
+            webhooks.record_upstream_status(
+                conn, envelope_id, upstream.get("status", row.status), source="poll",
+                last_event=None, now=time.time(),
+                as_of=webhooks.parse_time(upstream.get("statusChangedDateTime")))
             row = owned_envelope(conn, envelope_id)
     return jsonify(status_body(row))
 

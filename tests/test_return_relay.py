@@ -358,6 +358,8 @@ def test_relay_is_audited(app, client, partner, sandbox) -> None:
     assert [(r["status"], r["code"], r["partner"]) for r in rows] == [
         (303, "ok", "example"), (400, "relay_rejected", None)]
     assert rows[0]["envelope_id"] == env_id
+    # the relay token is a bearer credential: the trail keeps the route, never the token
+    assert [r["path"] for r in rows] == ["/v1/return/<token>"] * 2
 
 
 def test_relay_is_rate_limited_per_client_address(client, sandbox) -> None:
