@@ -82,11 +82,20 @@ def _fit(value: str | None, column: str) -> str | None:
 
 
 def _ensure_setting(name: str, value: t.Any, *, secret: bool) -> None:
-    """Create a setting unless it exists; the first of several concurrent creators wins."""
+    """Create a setting unless it exists; the first of several concurrent creators wins.
+
+    An INSERT only, never an update: a second creator must not replace the key the first
+    one's rows are already hashed with.
+    """
+    from gateway.vault import get_vault
+
+    text = json.dumps(value)
+    if secret:
+        text = get_vault().encrypt(text.encode("utf-8"))
     try:
         with store.transaction() as conn:
-            if store.get_setting(conn, name) is None:
-                store.put_setting(conn, name, value, secret=secret, now=time.time())
+            conn.execute(store.settings.insert().values(
+                name=name, value=text, encrypted=secret, updated_at=time.time()))
     except sa.exc.IntegrityError:
         pass
 

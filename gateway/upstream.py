@@ -544,7 +544,7 @@ class DocuSignClient:
                     fresh: bool) -> tuple[_Token, _Account]:
         """The fleet's shared token, or a new one fetched by whoever holds the lease.
 
-        `fresh` skips the shared token (`gateway docusign check --fresh`) but still takes
+        `fresh` (`check(fresh=True)`) skips the shared token but still takes
         the lease, so a check never races a worker's refresh.
         """
         shared = _SharedToken(self, settings)
@@ -804,8 +804,12 @@ class _SharedToken:
             "account": {"base_path": account.base_path, "base_uri": account.base_uri,
                         "account_name": account.account_name, "user_name": account.user_name},
         }
-        with self.client._app_context(), store.transaction() as conn:
-            store.put_setting(conn, SHARED_TOKEN_SETTING, value, secret=True, now=time.time())
+        try:
+            with self.client._app_context(), store.transaction() as conn:
+                store.put_setting(conn, SHARED_TOKEN_SETTING, value, secret=True, now=time.time())
+        except sa.exc.IntegrityError:
+            # a holder whose lease ran out wrote its (equally good) token first: keep that one
+            pass
 
     def forget(self, authorization: str) -> None:
         """Delete the shared token if it is this one (not a newer one another process wrote)."""
