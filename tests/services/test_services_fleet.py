@@ -122,7 +122,7 @@ def test_revocation_bites_at_once_on_every_instance(world: tuple[Fleet, Emulator
     after = [s for s in seen if s[0] > revoked_at[0]]
     before = [s for s in seen if s[0] <= revoked_at[0]]
     assert any(status == 200 for _, _, status, _ in before)
-    assert len(after) > 50 and {url for _, url, _, _ in after} == {i.url for i in fleet.instances}
+    assert len(after) >= CLIENTS and {url for _, url, _, _ in after} == {i.url for i in fleet.instances}
     assert {(status, code) for _, _, status, code in after} == {(401, "key_revoked")}
 
 
@@ -274,7 +274,7 @@ def test_create_faults_are_answered_not_retried(world: tuple[Fleet, Emulator], f
     assert resp.headers.get("Retry-After") == retry_after
     assert ds.calls()["create_envelope"] == before + 1  # a create is never blindly retried
     assert _delta(fleet.instances[0].upstream_calls("create_envelope"), counted) == {label: 1}
-    assert elapsed < 1.0
+    assert elapsed < BUDGET
 
 
 STATUS_FAULTS = [
