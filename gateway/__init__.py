@@ -29,6 +29,15 @@ DEFAULTS: dict[str, t.Any] = {
     "DOCUSIGN_TOKEN_REFRESH_MARGIN": 300,
     # how often a running gateway looks for credentials changed by `gateway docusign configure`
     "DOCUSIGN_SETTINGS_RECHECK": 5,
+    # the fleet's share of the DocuSign account's hourly API limit: LIMIT x (1 - RESERVE)
+    "ACCOUNT_HOURLY_LIMIT": 3000,
+    "ACCOUNT_RESERVE": 0.1,
+    # a repeat of a running keyed create waits this long for its answer
+    "IDEMPOTENCY_WAIT": 10.0,
+    # a pending keyed create is its holder's this long (0: upstream budget + 5 s)
+    "IDEMPOTENCY_LEASE": 0,
+    # reverse proxies in front of the gateway whose X-Forwarded-* headers are trusted
+    "PROXY_HOPS": 0,
     "RETURN_TOKEN_TTL": 3600,
     "GATEWAY_TOKEN_TTL": 900,
 }
@@ -39,6 +48,7 @@ _ENV_SETTINGS = {
     "RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
     "GATEWAY_MASTER_KEY": "MASTER_KEY",
     "GATEWAY_PUBLIC_URL": "PUBLIC_URL",
+    "ACCOUNT_HOURLY_LIMIT": "ACCOUNT_HOURLY_LIMIT",
 }
 
 
@@ -72,6 +82,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import policies
     from gateway import ratelimit
     from gateway import return_relay
+    from gateway import serving
     from gateway import store
     from gateway import upstream
     from gateway import vault
@@ -91,4 +102,4 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     observability.init_app(app)
     openapi.init_app(app)
     admin.init_app(app)
-    return app
+    return serving.behind_proxy(app)

@@ -277,6 +277,15 @@ class AccountBudgetExhausted(RateLimited):
 # 5xx: upstream and the gateway itself
 
 
+class RateLimitUnavailable(GatewayError):
+    """*503*: the rate-limit store (Redis) cannot be reached: refuse rather than run unlimited."""
+
+    code = 503
+    error_code = "rate_limit_unavailable"
+    title = "Rate limiting unavailable"
+    description = "The gateway cannot count requests right now; retry shortly."
+
+
 class InternalError(GatewayError):
     """*500*: a bug; the details are in the log under the request id, never in the response."""
 

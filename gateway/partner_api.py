@@ -111,7 +111,7 @@ def _create_once(key: str, body: dict[str, t.Any], template: t.Any) -> tuple[int
     cfg = current_app.config
     outcome = idempotency.begin(
         g.caller.partner_id, key, idempotency.request_hash(body), ttl=cfg["IDEMPOTENCY_TTL"],
-        lease=idempotency_lease(), wait=float(cfg.get("IDEMPOTENCY_WAIT", IDEMPOTENCY_WAIT)),
+        lease=idempotency_lease(), wait=float(cfg["IDEMPOTENCY_WAIT"]),
     )
     if isinstance(outcome, idempotency.Replay):
         g.envelope_id = outcome.body.get("envelope_id")
@@ -140,8 +140,6 @@ def _create_once(key: str, body: dict[str, t.Any], template: t.Any) -> tuple[int
             idempotency.release(claim)
         raise
 
-#: how long a repeat waits for the first request with its key to finish
-IDEMPOTENCY_WAIT = 10.0
 #: DocuSign's clock and ours may differ: look this much further back when reconciling
 RECONCILE_SKEW = 300.0
 

@@ -17,6 +17,7 @@ clock hour too; a refusal is 429 `account_budget_exhausted` with Retry-After unt
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -26,10 +27,13 @@ from flask import g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItemPerHour
+from limits.errors import StorageError
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from gateway import errors
+
+log = logging.getLogger(__name__)
 
 limiter = Limiter(
     key_func=get_remote_address,
@@ -52,11 +56,6 @@ partner_limit = limiter.shared_limit(_partner_rate, scope="partner", key_func=_p
 
 #: the return relay is hit by signers' browsers: limited per client address
 relay_limit = limiter.limit("60/minute", key_func=get_remote_address)
-
-#: DocuSign's default hourly API limit per account (docusign.md §8)
-DEFAULT_ACCOUNT_HOURLY_LIMIT = 3000
-DEFAULT_ACCOUNT_RESERVE = 0.1
-
 
 class AccountBudget:
     """The fleet's share of the DocuSign account's hourly API calls, in the limiter storage."""
@@ -107,18 +106,26 @@ def _retry_after_only_when_limited(response: Response) -> Response:
     return response
 
 
+def _storage_down(exc: StorageError) -> Response:
+    log.error("rate-limit storage unreachable: %s", type(exc.storage_error).__name__)
+    return errors.render(errors.RateLimitUnavailable(retry_after=5))
+
+
 def init_app(app: Flask) -> None:
     """The limiter, and the account budget plugged into the app's DocuSign client."""
     # after_request hooks run in reverse order: registered first, this one sees the limiter's headers
     app.after_request(_retry_after_only_when_limited)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # storage failures surface as limits' StorageError, answered 503 below: fail closed
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"wrap_exceptions": True})
+    app.register_error_handler(StorageError, _storage_down)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)
     app.after_request(_keep_own_retry_after)
     budget = AccountBudget(
         limiter.storage,
-        hourly_limit=int(app.config.get("ACCOUNT_HOURLY_LIMIT", DEFAULT_ACCOUNT_HOURLY_LIMIT)),
-        reserve=float(app.config.get("ACCOUNT_RESERVE", DEFAULT_ACCOUNT_RESERVE)),
+        hourly_limit=int(app.config["ACCOUNT_HOURLY_LIMIT"]),
+        reserve=float(app.config["ACCOUNT_RESERVE"]),
     )
     app.extensions["account_budget"] = budget
     client = app.extensions.get("docusign")

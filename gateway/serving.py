@@ -48,7 +48,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         from gateway import create_app
 
-        return behind_proxy(create_app())
+        return create_app()
 
 
 def behind_proxy(app: Flask) -> Flask:

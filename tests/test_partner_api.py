@@ -374,3 +374,15 @@ def test_request_id_is_echoed(client) -> None:
     resp = client.get("/nowhere", headers={"X-Request-ID": "abc-123"})
     assert resp.headers["X-Request-ID"] == "abc-123"
     assert resp.get_json()["request_id"] == "abc-123"
+
+
+def test_unreachable_rate_limit_store_fails_closed(tmp_path, sandbox, rsa_private_pem) -> None:
+    from tests.conftest import make_gateway
+
+    app = make_gateway(tmp_path, sandbox.url, rsa_private_pem,
+                       RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    key = add_partner(app, "example")
+    resp = app.test_client().get("/v1/templates", headers={"Authorization": f"Bearer {key}"})
+    body = problem(resp, 503, "rate_limit_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    assert "redis" not in body["detail"].lower()
