@@ -61,13 +61,18 @@ def load_body(schema: Schema) -> dict[str, t.Any]:
         raise errors.ValidationFailed(errors=t.cast(dict, exc.normalized_messages())) from None
 
 
+#: built once: the hot path of every status read binds parameters only
+_OWNED = sa.select(store.envelopes).where(
+    store.envelopes.c.envelope_id == sa.bindparam("envelope_id"),
+    store.envelopes.c.partner_id == sa.bindparam("partner_id"),
+)
+
+
 def owned_envelope(conn: sa.Connection, envelope_id: str) -> sa.Row[t.Any]:
     """The caller's own envelope; anyone else's, or an unknown one, is 404 alike."""
     g.envelope_id = envelope_id[:64]
-    env = store.envelopes
     row = conn.execute(
-        sa.select(env).where(env.c.envelope_id == envelope_id,
-                             env.c.partner_id == g.caller.partner_id)
+        _OWNED, {"envelope_id": envelope_id, "partner_id": g.caller.partner_id}
     ).first()
     if row is None:
         raise errors.EnvelopeNotFound()
@@ -263,7 +268,7 @@ def _set_status(envelope_id: str, status: str, **extra: t.Any) -> None:
 def envelope_status(envelope_id: str) -> Response:
     with store.transaction() as conn:
         row = owned_envelope(conn, envelope_id)
-    claimed_at = _claim_poll(envelope_id) if row.status not in TERMINAL else None
+    claimed_at = _claim_poll(envelope_id) if _may_poll(row) else None
     if claimed_at is not None:
         try:
             upstream = get_client().get_envelope(envelope_id)
@@ -282,6 +287,14 @@ def envelope_status(envelope_id: str) -> Response:
                 as_of=webhooks.parse_time(upstream.get("statusChangedDateTime")))
             row = owned_envelope(conn, envelope_id)
     return jsonify(status_body(row))
+
+
+def _may_poll(row: t.Any) -> bool:
+    """Cheap pre-check on the row just read: a final or fresh record needs no claim (no write)."""
+    if row.status in TERMINAL:
+        return False
+    cutoff = time.time() - current_app.config["STATUS_MIN_POLL_INTERVAL"]
+    return row.updated_at <= cutoff and (row.upstream_checked_at or 0) <= cutoff
 
 
 def _claim_poll(envelope_id: str) -> float | None:
