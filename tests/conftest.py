@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
 
-OTHER_POLICY = """
-partner = "other"
-display_name = "Another Partner"
+PARTNER_POLICY = """
+partner = "{name}"
+display_name = "Partner {name}"
 operations = ["create_draft", "recipient_view", "status"]
-rate_limit = "1000/minute"
-return_urls = ["https://other.example/done"]
-frame_ancestors = ["https://other.example"]
+rate_limit = "{rate}"
+return_urls = ["https://{name}.example/done"]
+frame_ancestors = ["https://{name}.example"]
 
 [templates.membership]
 template_id = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01"
@@ -31,8 +31,14 @@ email_subject = "Membership"
 [templates.membership.fields.member_number]
 required = true
 [templates.membership.fields.plan]
-required = true
+required = false
 """
+
+
+def partner_policy(name: str, rate: str = "1000/minute") -> str:
+    """A valid policy for `name`: all three operations, the membership template."""
+    return PARTNER_POLICY.format(name=name, rate=rate)
+
 
 STATUS_ONLY_POLICY = """
 partner = "viewer"
@@ -118,7 +124,7 @@ def make_gateway(tmp_path: Path, sandbox_url: str | None, private_pem: str | Non
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir(exist_ok=True)
     shutil.copy(ROOT / "policies" / "example.toml", policy_dir / "example.toml")
-    (policy_dir / "other.toml").write_text(OTHER_POLICY)
+    (policy_dir / "other.toml").write_text(partner_policy("other"))
     (policy_dir / "viewer.toml").write_text(STATUS_ONLY_POLICY)
     os.environ["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
     app = create_app({

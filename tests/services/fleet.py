@@ -29,6 +29,7 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
+from tests.conftest import partner_policy
 from tests.conftest import service_or_skip
 
 PG_HOST = "127.0.0.1:5432"
@@ -96,21 +97,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-POLICY = """
-partner = "{name}"
-display_name = "Partner {name}"
-operations = ["create_draft", "recipient_view", "status"]
-rate_limit = "{rate}"
-return_urls = ["https://{name}.example/done"]
-frame_ancestors = ["https://{name}.example"]
-
-[templates.membership]
-template_id = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01"
-role = "Member"
-email_subject = "Membership"
-[templates.membership.fields.member_number]
-required = true
-"""
 
 
 def create_body(reference: str = "order-1", number: str = "12345") -> dict[str, t.Any]:
@@ -183,7 +169,7 @@ class Fleet:
         policies = self.root / "policies"
         policies.mkdir(parents=True, exist_ok=True)
         for name, rate in self.partners.items():
-            (policies / f"{name}.toml").write_text(POLICY.format(name=name, rate=rate))
+            (policies / f"{name}.toml").write_text(partner_policy(name, rate))
 
     def gateway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """One owner's command, as a separate process."""
