@@ -361,3 +361,10 @@ def load_note(seen: list[float]) -> str:
     """One line saying how busy the machine was while a benchmark ran."""
     return (f"Machine load (1-min average) at start / end: {seen[0]:.2f} / {seen[-1]:.2f} on "
             f"{os.cpu_count()} CPUs.")
+
+
+def main(run: t.Callable[[t.Any], t.Any], parser: t.Callable[[], t.Any],
+         argv: t.Sequence[str] | None = None) -> int:
+    """Every benchmark's command line: parse, run, print the report's tables."""
+    print(run(parser().parse_args(argv)).markdown())
+    return 0

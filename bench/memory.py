@@ -82,9 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
-    report = run(parser().parse_args(argv))
-    print(report.markdown())
-    return 0
+    return harness.main(run, parser, argv)
 
 
 if __name__ == "__main__":
