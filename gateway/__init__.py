@@ -39,6 +39,8 @@ DEFAULTS: dict[str, t.Any] = {
     # reverse proxies in front of the gateway whose X-Forwarded-* headers are trusted
     "PROXY_HOPS": 0,
     "RETURN_TOKEN_TTL": 3600,
+    # the relay's confirming read keeps the signer's browser waiting: at most this long
+    "RETURN_CONFIRM_BUDGET": 5.0,
     "GATEWAY_TOKEN_TTL": 900,
 }
 

@@ -308,7 +308,8 @@ def _confirm(envelope_id: str, status: str) -> str:
     if status in FINAL:
         return status  # Connect (or an earlier read) already settled it
     try:
-        upstream = get_client().get_envelope(envelope_id)
+        upstream = get_client().get_envelope(
+            envelope_id, budget=current_app.config["RETURN_CONFIRM_BUDGET"])
     except errors.GatewayError:
         return status  # unconfirmed: the token says what we know, Connect will settle it
     claimed = upstream.get("status")

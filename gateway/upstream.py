@@ -431,10 +431,14 @@ class DocuSignClient:
             raise errors.UpstreamUnavailable("DocuSign answered without a signing URL.")
         return url
 
-    def get_envelope(self, envelope_id: str) -> dict[str, t.Any]:
-        """DocuSign's Envelope object (status and timestamps)."""
+    def get_envelope(self, envelope_id: str, *, budget: float | None = None) -> dict[str, t.Any]:
+        """DocuSign's Envelope object (status and timestamps).
+
+        :param budget: seconds for the whole call, retries included, when shorter than the
+            client's total budget (the return relay keeps a signer's browser waiting)
+        """
         return self._rest("get_envelope", "GET", f"/envelopes/{_path_id(envelope_id)}",
-                          idempotent=True)
+                          idempotent=True, budget=budget)
 
     def find_envelopes(self, *, custom_field: tuple[str, str], since: float) -> list[dict[str, t.Any]]:
         """Envelopes changed since `since` (epoch) that carry the text custom field `(name, value)`.
@@ -657,8 +661,9 @@ class DocuSignClient:
         *,
         idempotent: bool,
         body: Mapping[str, t.Any] | None = None,
+        budget: float | None = None,
     ) -> dict[str, t.Any]:
-        deadline = self.clock() + self.total_budget
+        deadline = self.clock() + min(self.total_budget, budget or self.total_budget)
         settings = self._settings()
         for reauth in (False, True):
             token, account = self._auth(settings, deadline)

@@ -218,6 +218,23 @@ def test_failed_confirmation_leaves_the_status_unconfirmed(app, client, partner,
     assert envelope(app, env_id).status == "sent"
 
 
+def test_slow_confirmation_does_not_hold_the_signer(app, client, partner, sandbox) -> None:
+    import time
+
+    app.config["RETURN_CONFIRM_BUDGET"] = 1.0
+    app.config["DOCUSIGN_READ_TIMEOUT"] = 0.4
+    app.extensions["docusign"].init_app(app)
+    env_id, url = start_session(partner, sandbox)
+    back = act(url, "sign")
+    sandbox.fault(mode="delay", delay_ms=3000, count=10, endpoint="get_envelope")
+    started = time.monotonic()
+    resp = client.get(path_and_query(back))
+    assert time.monotonic() - started < 2.5  # the client's own budget would be 25 s
+    assert resp.status_code == 303
+    claims = verify(client, query(resp.headers["Location"])["gateway_token"])
+    assert claims["status"] != "completed"  # unconfirmed, and the token says so
+
+
 def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox, tmp_path) -> None:
     from gateway import return_relay
 
