@@ -211,6 +211,19 @@ def other_partner(app: t.Any, client: t.Any) -> PartnerActions:
     return PartnerActions(client, "other", add_partner(app, "other"))
 
 
+@pytest.fixture
+def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Any:
+    """An owner's shell: its own instance folder and policy folder, set through the environment."""
+    from click.testing import CliRunner
+
+    policies = tmp_path / "policies"
+    policies.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "policies" / "example.toml", policies / "example.toml")
+    monkeypatch.setenv("GATEWAY_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(policies))
+    return CliRunner()
+
+
 def service_or_skip(name: str, check: t.Callable[[], None]) -> None:
     """Skip when a local service is absent, unless GATEWAY_REQUIRE_SERVICES=1 (CI)."""
     try:

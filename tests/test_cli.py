@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,18 +13,6 @@ from click.testing import CliRunner
 
 from gateway.cli import cli
 from gateway.keys import parse
-from tests.conftest import ROOT
-
-
-@pytest.fixture
-def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """An owner's shell: its own instance folder and policy folder, set through the environment."""
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    shutil.copy(ROOT / "policies" / "example.toml", policies / "example.toml")
-    monkeypatch.setenv("GATEWAY_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(policies))
-    return CliRunner()
 
 
 def run(runner: CliRunner, *args: str, ok: bool = True):

@@ -8,7 +8,6 @@ and the audit chain with `gateway audit --verify`.
 
 from __future__ import annotations
 
-import shutil
 import time
 import typing as t
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.conftest import ROOT
 from tests.conftest import PartnerActions
 from tests.conftest import add_partner
 from tests.conftest import make_gateway
@@ -284,16 +282,6 @@ def test_failed_status_poll_asks_again_on_retry(tmp_path: Path, sandbox: t.Any,
 
 
 # --- the audit chain on SQLite, and `gateway audit --verify` --------------------------------
-
-
-@pytest.fixture
-def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    shutil.copy(ROOT / "policies" / "example.toml", policies / "example.toml")
-    monkeypatch.setenv("GATEWAY_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(policies))
-    return CliRunner()
 
 
 def _cli(owner: CliRunner, *args: str) -> t.Any:
