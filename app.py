@@ -5,7 +5,7 @@ DocuSign credentials would only answer 500s.
 """
 
 from gateway import create_app
-from gateway.serving import preflight
+from gateway.cli.serving import preflight
 
 app = create_app()
 with app.app_context():

@@ -39,8 +39,8 @@ def _batches(total: int) -> t.Iterator[range]:
 
 def add_keys(gw: harness.Gateway, count: int) -> float:
     """Insert `count` more partners with one key each; seconds taken."""
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     started = time.perf_counter()
     app = harness.app_for(gw)
@@ -78,8 +78,8 @@ def _count_keys(gw: harness.Gateway) -> int:
 
 def lookup_timings(gateways: dict[int, harness.Gateway], calls: int) -> dict[int, list[float]]:
     """`keys.authenticate` alone, in this process, alternating between the stores: microseconds."""
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     apps = {n: harness.app_for(gw) for n, gw in gateways.items()}
     timings: dict[int, list[float]] = {n: [] for n in gateways}

@@ -75,20 +75,20 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from gateway import admin
-    from gateway import audit
     from gateway import errors
-    from gateway import observability
-    from gateway import openapi
-    from gateway import partner_api
-    from gateway import policies
-    from gateway import ratelimit
-    from gateway import return_relay
-    from gateway import serving
+    from gateway import policy as policies
     from gateway import store
     from gateway import upstream
-    from gateway import vault
-    from gateway import webhooks
+    from gateway.guards import ratelimit
+    from gateway.services import audit
+    from gateway.store import vault
+    from gateway.web import admin
+    from gateway.web import connect as webhooks
+    from gateway.web import openapi
+    from gateway.web import operator as observability
+    from gateway.web import partner as partner_api
+    from gateway.web import proxy
+    from gateway.web import relay as return_relay
 
     errors.init_app(app)
     audit.init_app(app)
@@ -104,4 +104,4 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     observability.init_app(app)
     openapi.init_app(app)
     admin.init_app(app)
-    return serving.behind_proxy(app)
+    return proxy.behind_proxy(app)

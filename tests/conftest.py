@@ -116,10 +116,10 @@ def make_gateway(tmp_path: Path, sandbox_url: str | None, private_pem: str | Non
                  **config: t.Any) -> t.Any:
     """A gateway with its own instance folder, database, master key and policies."""
     from gateway import create_app
-    from gateway import keys
-    from gateway import return_relay
     from gateway import store
     from gateway import upstream
+    from gateway.services import partner_keys as keys
+    from gateway.web import relay as return_relay
 
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir(exist_ok=True)
@@ -194,8 +194,8 @@ class PartnerActions:
 
 
 def add_partner(app: t.Any, name: str) -> str:
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     with app.app_context(), store.transaction() as conn:
         return keys.add_partner(conn, name)

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from gateway import admin
 from gateway import cli
 from gateway import create_app
 from gateway import store
+from gateway.web import admin
 from tests.conftest import PartnerActions
 from tests.conftest import add_partner
 from tests.conftest import make_gateway

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.keys import parse
+from gateway.services.partner_keys import parse
 
 
 def run(runner: CliRunner, *args: str, ok: bool = True):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway.demo import demo_policy
+from gateway.cli.demo_stack import demo_policy
 from gateway.errors import CLIError
 from tests.embedded import act
 from tests.embedded import free_port

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from examples.partner_site.verify import GatewayTokenVerifier
 from examples.partner_site.verify import TokenRejected
-from gateway.demo import DemoStack
+from gateway.cli.demo_stack import DemoStack
 from tests.embedded import act
 from tests.embedded import query
 
@@ -141,7 +141,7 @@ def test_tampered_tokens_are_refused(stack, browser) -> None:
 
 
 def test_tokens_for_another_partner_or_expired_are_refused(stack, browser) -> None:
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     assert stack.gateway_app is not None
     with stack.gateway_app.test_request_context(base_url=stack.gateway_url):

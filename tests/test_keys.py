@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from gateway import keys
 from gateway import store
-from gateway import vault
+from gateway.services import partner_keys as keys
+from gateway.store import vault
 
 HOOK_PATTERN = re.compile(r"pgw_[A-Za-z0-9]{6,}_[A-Za-z0-9]{20,}")
 

@@ -20,10 +20,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import observability
 from gateway import store
-from gateway.observability import redact
 from gateway.upstream import get_client
+from gateway.web import operator as observability
+from gateway.web.operator import redact
 from tests.conftest import ROOT
 from tests.conftest import PartnerActions
 from tests.conftest import add_partner
@@ -336,7 +336,7 @@ def test_no_secret_reaches_the_logs_in_a_full_flow(app, client, partner, sandbox
     sandbox.fault(endpoint="create_envelope", status=503, count=4)
     partner.create()
     # revoked key
-    from gateway import keys
+    from gateway.services import partner_keys as keys
 
     with app.app_context(), store.transaction() as conn:
         keys.revoke_partner(conn, "other")
@@ -372,7 +372,7 @@ def _through_the_relay(app: t.Any, client: t.Any, envelope_id: str) -> tuple[str
 
     import sqlalchemy as sa
 
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     with app.test_request_context():
         with store.transaction() as conn:
@@ -400,7 +400,7 @@ def test_text_log_format_is_available(tmp_path):
                max_size=80) | st.text(max_size=80))
 def test_redaction_shortcut_never_skips_a_secret(text: str) -> None:
     """The trigger pre-check must only skip text that no pattern would change."""
-    from gateway import observability
+    from gateway.web import operator as observability
 
     full = text
     for pattern, replacement in observability._SECRETS:

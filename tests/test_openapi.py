@@ -9,8 +9,8 @@ import pytest
 import schemathesis
 from flask import Flask
 
-from gateway import openapi
-from gateway import schemas
+from gateway.web import openapi
+from gateway.web import schemas
 
 #: routes that are not part of the documented API: the console is HTML forms, the rest assets
 UNDOCUMENTED = re.compile(r"^/(admin|docs|static)(/|$)")

@@ -106,8 +106,8 @@ def test_tampered_key_is_401(partner: PartnerActions, client) -> None:
 
 
 def test_revoke_bites_on_next_request(app, partner: PartnerActions, client) -> None:
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     assert client.get("/v1/templates", headers=partner.headers).status_code == 200
     with app.app_context(), store.transaction() as conn:
@@ -116,8 +116,8 @@ def test_revoke_bites_on_next_request(app, partner: PartnerActions, client) -> N
 
 
 def test_rotation_grace_and_expiry(app, partner: PartnerActions, client, monkeypatch) -> None:
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     with app.app_context(), store.transaction() as conn:
         new_key = keys.rotate_key(conn, "example", grace=60)
@@ -254,8 +254,8 @@ def test_unknown_envelope_is_404(partner: PartnerActions) -> None:
 )
 def test_anything_else_is_blocked_and_audited(app, partner, client, sandbox, method, path,
                                               status, code) -> None:
-    from gateway import audit
     from gateway import store
+    from gateway.services import audit
 
     resp = client.open(path, method=method, headers=partner.headers)
     problem(resp, status, code)
@@ -358,7 +358,7 @@ def test_consent_missing_is_503(partner: PartnerActions, sandbox) -> None:
 
 
 def test_500_is_problem_json_without_internals(app, partner, monkeypatch) -> None:
-    from gateway import partner_api
+    from gateway.web import partner as partner_api
 
     def boom(*a, **k):
         raise RuntimeError("secret internals /etc/passwd")

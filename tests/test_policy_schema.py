@@ -10,14 +10,14 @@ import re
 import pytest
 from marshmallow import Schema
 
-from gateway import policies
-from gateway.policies import OPERATIONS
-from gateway.policies import FieldRule
-from gateway.policies import Policy
-from gateway.policies import PolicyError
-from gateway.policies import PolicyFileInvalid
-from gateway.policies import PolicyStore
-from gateway.policies import load_policy
+from gateway import policy as policies
+from gateway.policy import OPERATIONS
+from gateway.policy import FieldRule
+from gateway.policy import Policy
+from gateway.policy import PolicyError
+from gateway.policy import PolicyFileInvalid
+from gateway.policy import PolicyStore
+from gateway.policy import load_policy
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "policies" / "example.toml"
@@ -501,7 +501,7 @@ def test_store_fails_closed_on_invalid_file_and_logs_once(
     assert store.get("acme") is not None
     write(tmp_path, replace('pattern = "^[0-9]+$"', 'pattern = "("'))
     bump(path)
-    with caplog.at_level(logging.INFO, logger="gateway.policies"):
+    with caplog.at_level(logging.INFO, logger="gateway.policy"):
         assert store.get("acme") is None
         assert store.get("acme") is None
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -516,7 +516,7 @@ def test_store_missing_and_new_files(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = PolicyStore(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="gateway.policies"):
+    with caplog.at_level(logging.WARNING, logger="gateway.policy"):
         assert store.get("acme") is None
         assert store.get("acme") is None
     assert len(caplog.records) == 1

@@ -77,7 +77,7 @@ def used_tokens(app: t.Any) -> int:
 
 def mint_relay_token(app: t.Any, secret: bytes | None = None, **claims: t.Any) -> str:
     """A relay token as the gateway would make it, with `claims` overridden."""
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     with app.app_context():
         real_secret, _ = return_relay._keys()
@@ -236,7 +236,7 @@ def test_slow_confirmation_does_not_hold_the_signer(app, client, partner, sandbo
 
 
 def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox, tmp_path) -> None:
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     env_id, _ = start_session(partner, sandbox)
     assert len(relay_url(sandbox, env_id)) < 300
@@ -257,7 +257,7 @@ def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox
 
 
 def test_partner_query_parameters_are_kept() -> None:
-    from gateway.return_relay import with_query
+    from gateway.web.relay import with_query
 
     out = with_query("https://p.example/signed?order=7&event=forged#top",
                      {"envelope_id": "e", "event": "cancel", "gateway_token": "t"})
@@ -353,8 +353,8 @@ def test_return_url_withdrawn_from_policy_is_refused(app, client, partner, sandb
 
 
 def test_revoked_partner_gets_no_token(app, client, partner, sandbox) -> None:
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     env_id, _ = start_session(partner, sandbox)
     with app.app_context(), store.transaction() as conn:
@@ -364,8 +364,8 @@ def test_revoked_partner_gets_no_token(app, client, partner, sandbox) -> None:
 
 
 def test_relay_is_audited(app, client, partner, sandbox) -> None:
-    from gateway import audit
     from gateway import store
+    from gateway.services import audit
 
     env_id, url = start_session(partner, sandbox)
     client.get(path_and_query(act(url, "cancel")))
@@ -402,7 +402,7 @@ def test_jwks_publishes_public_keys_only(client) -> None:
 
 
 def _token(app: t.Any) -> str:
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     with app.test_request_context():
         return return_relay.gateway_token(partner="example", envelope_id="e1", event="cancel",
@@ -410,8 +410,8 @@ def _token(app: t.Any) -> str:
 
 
 def _rotate(app: t.Any, **kwargs: t.Any) -> str:
-    from gateway import return_relay
     from gateway import store
+    from gateway.web import relay as return_relay
 
     with app.app_context(), store.transaction() as conn:
         return return_relay.rotate_signing_key(conn, **kwargs)
@@ -435,8 +435,8 @@ def test_rotation_keeps_old_keys_until_their_tokens_expire(app, client, monkeypa
 
 
 def test_rotation_prunes_keys_whose_tokens_all_expired(app, monkeypatch) -> None:
-    from gateway import return_relay
     from gateway import store
+    from gateway.web import relay as return_relay
 
     first = _rotate(app)
     real_time = time.time
@@ -467,7 +467,7 @@ def test_drop_old_unpublishes_a_leaked_key_at_once(app, client) -> None:
 
 
 def test_token_signed_by_an_unknown_key_does_not_verify(app, client) -> None:
-    from gateway import return_relay
+    from gateway.web import relay as return_relay
 
     kid = next(iter(jwks_keys(client)))
     forged = jwt.encode({"iss": "http://gateway.test", "aud": "example", "sub": "e", "iat": 1,

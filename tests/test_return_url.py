@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from gateway.policies import return_url_allowed
+from gateway.policy import return_url_allowed
 
 ALLOWED = ["https://members.acme.example/signed"]
 HOST = "members.acme.example"

@@ -28,7 +28,7 @@ import sandbox
 from gateway import errors
 from gateway import store
 from gateway import upstream
-from gateway import vault
+from gateway.store import vault
 from sandbox.server import BackgroundServer
 
 MEMBERSHIP = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01"

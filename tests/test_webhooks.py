@@ -13,11 +13,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from gateway.webhooks import MAX_SIGNATURE_HEADERS
-from gateway.webhooks import parse_time
-from gateway.webhooks import sign
-from gateway.webhooks import signature_headers
-from gateway.webhooks import verify
+from gateway.web.connect import MAX_SIGNATURE_HEADERS
+from gateway.web.connect import parse_time
+from gateway.web.connect import sign
+from gateway.web.connect import signature_headers
+from gateway.web.connect import verify
 from tests.conftest import PartnerActions
 from tests.conftest import SandboxControl
 from tests.embedded import act
@@ -95,7 +95,7 @@ def test_parse_time_reads_docusign_dates() -> None:
 @pytest.fixture
 def secrets_(app: t.Any) -> list[str]:
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
         webhooks.add_secret(conn, SECRET, now=0.0)
@@ -144,8 +144,8 @@ def upstream_rows(app: t.Any) -> int:
 
 
 def audit_rows(app: t.Any) -> list[dict[str, t.Any]]:
-    from gateway import audit
     from gateway import store
+    from gateway.services import audit
 
     with app.app_context(), store.transaction() as conn:
         return [r for r in audit.query(conn) if r["path"] == PATH]
@@ -279,7 +279,7 @@ def test_oversized_body_is_413_before_anything_else(app, client, secrets_, env_i
 
 def test_removed_secret_stops_working(app, client, secrets_, env_id) -> None:
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
         entries = webhooks.load_secrets(conn)
@@ -292,7 +292,7 @@ def test_removed_secret_stops_working(app, client, secrets_, env_id) -> None:
 
 def test_secrets_are_stored_encrypted_and_validated(app) -> None:
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
         _, generated = webhooks.add_secret(conn, now=0.0)
@@ -399,7 +399,7 @@ def test_ordering_and_redelivery_on_postgresql(tmp_path, sandbox, rsa_private_pe
             actions = PartnerActions(pg_client, "example", add_partner(pg_app, "example"))
             with pg_app.app_context():
                 from gateway import store
-                from gateway import webhooks
+                from gateway.web import connect as webhooks
 
                 with store.transaction() as conn:
                     webhooks.add_secret(conn, SECRET, now=0.0)

@@ -7,7 +7,7 @@ import typing as t
 
 import pytest
 
-from gateway.demo import DemoStack
+from gateway.cli.demo_stack import DemoStack
 from tests.conftest import service_or_skip
 
 CHROMIUM = "/usr/bin/chromium"

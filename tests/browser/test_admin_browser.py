@@ -7,8 +7,8 @@ import typing as t
 import pytest
 import requests
 
-from gateway import admin
 from gateway import store
+from gateway.web import admin
 from sandbox.server import BackgroundServer
 from tests.conftest import add_partner
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway.demo import DemoStack
+from gateway.cli.demo_stack import DemoStack
 
 pytestmark = pytest.mark.browser
 

@@ -43,7 +43,7 @@ def test_the_gateways_preflight_accepts_the_compose_settings(compose: dict[str, 
     from cryptography.fernet import Fernet
 
     from gateway import create_app
-    from gateway import serving
+    from gateway.cli import serving
 
     env = next(iter(_gateways(compose).values()))["environment"]
     app = create_app({

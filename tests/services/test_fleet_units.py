@@ -106,11 +106,11 @@ BODY = {"template": "membership", "signer": {"name": "Ada Lovelace", "email": "a
 
 def _abandon(app: t.Any, key: str, *, made_upstream: bool) -> str | None:
     """What a worker killed mid-create leaves: a pending claim, maybe an envelope upstream."""
-    from gateway import idempotency
-    from gateway import partner_api
-    from gateway import schemas
     from gateway import store
+    from gateway.services import idempotency
     from gateway.upstream import get_client
+    from gateway.web import partner as partner_api
+    from gateway.web import schemas
 
     with app.app_context():
         with store.transaction() as conn:
@@ -160,9 +160,9 @@ def test_a_running_claim_is_waited_for_then_409(tmp_path: Path, sandbox: t.Any,
                                                 rsa_private_pem: str) -> None:
     app = make_gateway(tmp_path, sandbox.url, rsa_private_pem, IDEMPOTENCY_WAIT=0.3)
     partner = PartnerActions(app.test_client(), "example", add_partner(app, "example"))
-    from gateway import idempotency
-    from gateway import schemas
     from gateway import store
+    from gateway.services import idempotency
+    from gateway.web import schemas
 
     with app.app_context():
         with store.transaction() as conn:

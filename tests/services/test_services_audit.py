@@ -28,7 +28,7 @@ def pg_app(tmp_path: Path, pg_url: str) -> t.Iterator[t.Any]:
 
 
 def _write(app: t.Any, count: int, *, threads: int = 1) -> None:
-    from gateway import audit
+    from gateway.services import audit
 
     def work(n: int) -> None:
         with app.app_context():
@@ -44,8 +44,8 @@ def _write(app: t.Any, count: int, *, threads: int = 1) -> None:
 
 
 def _verify(app: t.Any) -> t.Any:
-    from gateway import audit
     from gateway import store
+    from gateway.services import audit
 
     with app.app_context(), store.transaction() as conn:
         return audit.verify(conn)

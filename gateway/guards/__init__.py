@@ -17,11 +17,11 @@ from flask import g
 from flask import request
 
 from gateway import errors
-from gateway import keys
 from gateway import store
-from gateway.policies import Policy
-from gateway.policies import get_policies
-from gateway.ratelimit import partner_limit
+from gateway.guards.ratelimit import partner_limit
+from gateway.policy import Policy
+from gateway.policy import get_policies
+from gateway.services import partner_keys as keys
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 

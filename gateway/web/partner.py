@@ -27,14 +27,14 @@ from marshmallow import Schema
 from marshmallow import ValidationError
 
 from gateway import errors
-from gateway import idempotency
-from gateway import return_relay
-from gateway import schemas
 from gateway import store
-from gateway import vault
-from gateway import webhooks
 from gateway.guards import partner_call
+from gateway.services import idempotency
+from gateway.store import vault
 from gateway.upstream import get_client
+from gateway.web import connect as webhooks
+from gateway.web import relay as return_relay
+from gateway.web import schemas
 
 log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ def _ensure_setting(name: str, value: t.Any, *, secret: bool) -> None:
     An INSERT only, never an update: a second creator must not replace the key the first
     one's rows are already hashed with.
     """
-    from gateway.vault import get_vault
+    from gateway.store.vault import get_vault
 
     text = json.dumps(value)
     if secret:

@@ -218,7 +218,7 @@ def check_schema(conn: sa.Connection) -> None:
 
 def put_setting(conn: sa.Connection, name: str, value: t.Any, *, secret: bool, now: float) -> None:
     """Store a JSON-serialisable setting, vault-encrypted when `secret`."""
-    from gateway.vault import get_vault
+    from gateway.store.vault import get_vault
 
     text = json.dumps(value)
     if secret:
@@ -231,7 +231,7 @@ def put_setting(conn: sa.Connection, name: str, value: t.Any, *, secret: bool, n
 
 def get_setting(conn: sa.Connection, name: str) -> t.Any:
     """The decoded (and decrypted) setting, None when unset."""
-    from gateway.vault import get_vault
+    from gateway.store.vault import get_vault
 
     row = conn.execute(
         sa.select(settings.c.value, settings.c.encrypted).where(settings.c.name == name)

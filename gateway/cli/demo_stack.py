@@ -39,7 +39,7 @@ DEFAULT_SANDBOX_PORT = 8090
 DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_SITE_PORT = 8070
 PARTNER = "example"
-_EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / f"{PARTNER}.toml"
+_EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "policies" / f"{PARTNER}.toml"
 
 
 class PortInUse(Exception):
@@ -206,11 +206,11 @@ class DemoStack:
     def _gateway(self, policy: str) -> str:
         """Build and configure the gateway; returns the example partner's key."""
         from gateway import create_app
-        from gateway import keys
-        from gateway import return_relay
         from gateway import store
         from gateway import upstream
-        from gateway import webhooks
+        from gateway.services import partner_keys as keys
+        from gateway.web import connect as webhooks
+        from gateway.web import relay as return_relay
 
         assert self.workdir is not None
         policy_dir = Path(self.workdir, "policies")

@@ -24,8 +24,8 @@ from marshmallow import INCLUDE
 from marshmallow import Schema
 from marshmallow import fields
 
-from gateway import observability
-from gateway import schemas
+from gateway.web import operator as observability
+from gateway.web import schemas
 
 bp = Blueprint("openapi", __name__, static_folder="static", static_url_path="/docs/static")
 

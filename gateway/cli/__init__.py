@@ -36,13 +36,13 @@ def parse_duration(value: str) -> int:
 @contextlib.contextmanager
 def app_context() -> t.Iterator[Flask]:
     """The gateway app, with every known failure turned into one clear line."""
-    from gateway.admin import AdminProblem
-    from gateway.keys import KeyProblem
-    from gateway.observability import configure_logging
-    from gateway.policies import PolicyFileInvalid
+    from gateway.policy import PolicyFileInvalid
+    from gateway.services.partner_keys import KeyProblem
     from gateway.store import SchemaMismatch
+    from gateway.store.vault import VaultError
     from gateway.upstream import UpstreamSetupError
-    from gateway.vault import VaultError
+    from gateway.web.admin import AdminProblem
+    from gateway.web.operator import configure_logging
 
     try:
         app = create_app()
@@ -77,11 +77,11 @@ def init() -> None:
     """Create the instance folder, master key, database and signing keys (idempotent)."""
     import os
 
-    from gateway import admin
-    from gateway import keys
-    from gateway import return_relay
     from gateway import store
-    from gateway import vault
+    from gateway.services import partner_keys as keys
+    from gateway.store import vault
+    from gateway.web import admin
+    from gateway.web import relay as return_relay
 
     with app_context() as app:
         made_key = False
@@ -105,8 +105,8 @@ def _interactive() -> bool:
 
 def _offer_admin() -> None:
     """`gateway init` on a terminal asks for the first console account; scripts get a hint."""
-    from gateway import admin
     from gateway import store
+    from gateway.web import admin
 
     with store.transaction() as conn:
         if admin.list_admins(conn):
@@ -135,8 +135,8 @@ def _read_password(*, from_stdin: bool) -> str:
 
 
 def _create_admin(username: str, *, from_stdin: bool) -> None:
-    from gateway import admin
     from gateway import store
+    from gateway.web import admin
 
     admin.check_username(username)
     with store.transaction() as conn:
@@ -168,8 +168,8 @@ def admin_create(username: str, password_stdin: bool) -> None:
 @_PASSWORD_STDIN
 def admin_set_password(username: str, password_stdin: bool) -> None:
     """Replace an account's password; its open sessions end."""
-    from gateway import admin
     from gateway import store
+    from gateway.web import admin
 
     with app_context():
         _require_ready()
@@ -182,8 +182,8 @@ def admin_set_password(username: str, password_stdin: bool) -> None:
 @admin_group.command("list")
 def admin_list() -> None:
     """Console accounts."""
-    from gateway import admin
     from gateway import store
+    from gateway.web import admin
 
     with app_context():
         _require_ready()
@@ -199,8 +199,8 @@ def admin_list() -> None:
 @click.argument("username")
 def admin_delete(username: str) -> None:
     """Remove a console account; its open sessions end."""
-    from gateway import admin
     from gateway import store
+    from gateway.web import admin
 
     with app_context():
         _require_ready()
@@ -300,7 +300,7 @@ def connect_secret() -> None:
 def connect_secret_add(generate: bool) -> None:
     """Add a secret (DocuSign shows it under Connect > HMAC keys); read from stdin, not a flag."""
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     value = None
     if not generate:
@@ -321,7 +321,7 @@ def connect_secret_add(generate: bool) -> None:
 def connect_secret_list() -> None:
     """The configured secrets' ids and ages (never the secrets)."""
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app_context():
         _require_ready()
@@ -338,7 +338,7 @@ def connect_secret_list() -> None:
 def connect_secret_remove(secret_id: str) -> None:
     """Forget a secret; messages signed only with it are refused from now on."""
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app_context():
         _require_ready()
@@ -357,7 +357,7 @@ def connect_secret_remove(secret_id: str) -> None:
 def docusign_sandbox_connect(sandbox_url: str, listener: str) -> None:
     """Make the emulator's Connect post to the gateway, signed with a fresh secret."""
     from gateway import store
-    from gateway import webhooks
+    from gateway.web import connect as webhooks
 
     with app_context():
         _require_ready()
@@ -380,8 +380,8 @@ def _valid_policy(name: str) -> None:
     """A partner is only added when its policy file exists and is valid."""
     import os
 
-    from gateway.policies import get_policies
-    from gateway.policies import load_policy
+    from gateway.policy import get_policies
+    from gateway.policy import load_policy
 
     path = get_policies().path_for(name)
     if not os.path.exists(path):
@@ -394,8 +394,8 @@ def _valid_policy(name: str) -> None:
 @click.option("--expires", metavar="DURATION", help="The key stops working after this (e.g. 90d).")
 def partners_add(name: str, expires: str | None) -> None:
     """Create a partner (needs a valid policies/NAME.toml); prints its key once."""
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     expires_at = time.time() + parse_duration(expires) if expires else None
     with app_context():
@@ -411,9 +411,9 @@ def partners_add(name: str, expires: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def partners_list(as_json: bool) -> None:
     """Every partner, its state and live key count."""
-    from gateway import keys
     from gateway import store
-    from gateway.policies import get_policies
+    from gateway.policy import get_policies
+    from gateway.services import partner_keys as keys
 
     with app_context():
         _require_ready()
@@ -437,8 +437,8 @@ def partners_list(as_json: bool) -> None:
 @click.argument("name")
 def partners_revoke(name: str) -> None:
     """Revoke a partner and all its keys; bites on the very next request."""
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     with app_context():
         _require_ready()
@@ -453,8 +453,8 @@ def partners_revoke(name: str) -> None:
               help="How long the old key keeps working.")
 def partners_rotate(name: str, grace: str) -> None:
     """Issue a new key; the old one works for the grace period. Prints the new key once."""
-    from gateway import keys
     from gateway import store
+    from gateway.services import partner_keys as keys
 
     seconds = parse_duration(grace)
     with app_context():
@@ -473,7 +473,7 @@ def policies() -> None:
 @policies.command("check")
 def policies_check() -> None:
     """Validate every policy file; exit 1 on any error."""
-    from gateway.policies import get_policies
+    from gateway.policy import get_policies
 
     with app_context():
         good, bad = get_policies().check_all()
@@ -503,8 +503,8 @@ def _when(ts: float | None) -> str:
               help="Check the whole hash chain instead; exit 1 naming the first edited or missing record.")
 def audit(partner: str | None, since: str | None, limit: int, as_json: bool, verify: bool) -> None:
     """Read the audit trail, or verify that nobody edited or deleted any of it."""
-    from gateway import audit as audit_
     from gateway import store
+    from gateway.services import audit as audit_
 
     if verify:
         _verify_audit()
@@ -536,8 +536,8 @@ def signing_keys() -> None:
               help="Unpublish the old keys at once (a leaked key): tokens they signed stop verifying.")
 def keys_rotate_signing(activate_in: str, drop_old: bool) -> None:
     """New gateway_token signing key; old public keys stay in the JWKS until their tokens expire."""
-    from gateway import return_relay
     from gateway import store
+    from gateway.web import relay as return_relay
 
     seconds = parse_duration(activate_in)
     with app_context():
@@ -550,8 +550,8 @@ def keys_rotate_signing(activate_in: str, drop_old: bool) -> None:
 @signing_keys.command("list-signing")
 def keys_list_signing() -> None:
     """The signing keys' kids and states (pending, active, retired, expired)."""
-    from gateway import return_relay
     from gateway import store
+    from gateway.web import relay as return_relay
 
     with app_context():
         _require_ready()
@@ -568,15 +568,15 @@ def keys_list_signing() -> None:
 @click.option("--site-port", default=8070, show_default=True, type=click.IntRange(1, 65535))
 def demo(sandbox_port: int, gateway_port: int, site_port: int) -> None:
     """Emulator, gateway and example partner site on loopback, in a throwaway instance."""
-    from gateway import demo as demo_
+    from gateway.cli import demo_stack as demo_
 
     demo_.run(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
 
 
 def _verify_audit() -> None:
     """Walk the chain; print the head (keep it elsewhere to catch a rolled-back head later)."""
-    from gateway import audit as audit_
     from gateway import store
+    from gateway.services import audit as audit_
 
     with app_context():
         _require_ready()
@@ -595,8 +595,8 @@ def _verify_audit() -> None:
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the gateway with gunicorn (one process per worker; several need Redis)."""
-    from gateway import serving
     from gateway import store
+    from gateway.cli import serving
 
     with app_context() as app:
         _require_ready()

@@ -43,7 +43,7 @@ from prometheus_client import multiprocess
 
 from gateway import errors
 from gateway import store
-from gateway.policies import get_policies
+from gateway.policy import get_policies
 from gateway.upstream import get_client
 
 access_log = logging.getLogger("gateway.access")

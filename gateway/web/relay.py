@@ -49,10 +49,10 @@ from markupsafe import escape
 
 from gateway import errors
 from gateway import store
-from gateway import webhooks
-from gateway.policies import get_policies
-from gateway.ratelimit import relay_limit
+from gateway.guards.ratelimit import relay_limit
+from gateway.policy import get_policies
 from gateway.upstream import get_client
+from gateway.web import connect as webhooks
 
 bp = Blueprint("return_relay", __name__)
 

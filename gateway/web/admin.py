@@ -41,13 +41,13 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
-from gateway import audit
-from gateway import keys
 from gateway import store
-from gateway.policies import get_policies
-from gateway.ratelimit import limiter
-from gateway.vault import PLACEHOLDERS
-from gateway.vault import VaultError
+from gateway.guards.ratelimit import limiter
+from gateway.policy import get_policies
+from gateway.services import audit
+from gateway.services import partner_keys as keys
+from gateway.store.vault import PLACEHOLDERS
+from gateway.store.vault import VaultError
 
 if t.TYPE_CHECKING:
     from flask.sessions import SessionMixin
@@ -56,7 +56,7 @@ if t.TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static",
-               static_url_path="/static")
+               static_url_path="/static", template_folder="templates")
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 

@@ -3,9 +3,8 @@
 Each worker is a process that builds its own app, database pool and DocuSign client
 after the fork (no preloading), so nothing with a socket is shared between workers;
 what they must agree on lives in the database (keys, idempotency, the shared upstream
-token, the audit chain) and in the rate-limit storage (Redis). Behind a reverse proxy,
-`GATEWAY_PROXY_HOPS=N` trusts the last N proxies' X-Forwarded-* headers, so the
-return relay's per-address limit sees signers' addresses and not the proxy's.
+token, the audit chain) and in the rate-limit storage (Redis). Forwarded headers are
+handled by `gateway.web.proxy`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import typing as t
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.errors import CLIError
 
@@ -24,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def preflight(app: Flask, *, workers: int) -> None:
     """Refuse a configuration that would silently break a guarantee."""
-    from gateway.vault import VaultError
-    from gateway.vault import get_vault
+    from gateway.store.vault import VaultError
+    from gateway.store.vault import get_vault
 
     try:
         get_vault()
@@ -49,15 +47,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         from gateway import create_app
 
         return create_app()
-
-
-def behind_proxy(app: Flask) -> Flask:
-    """Trust `PROXY_HOPS` reverse proxies' X-Forwarded-For/-Proto/-Host/-Port (0: none)."""
-    hops = int(app.config.get("PROXY_HOPS") or 0)
-    if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
-                                x_host=hops, x_port=hops)
-    return app
 
 
 def run(*, host: str, port: int, workers: int, threads: int) -> None:

@@ -1,0 +1,1 @@
+"""Envelope records, keys, idempotency and the audit trail: what the views orchestrate."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: the views only; each blueprint calls guards and services."""
