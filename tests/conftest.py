@@ -119,7 +119,7 @@ def make_gateway(tmp_path: Path, sandbox_url: str | None, private_pem: str | Non
     from gateway import store
     from gateway import upstream
     from gateway.services import partner_keys as keys
-    from gateway.web import relay as return_relay
+    from gateway.services import signing_keys
 
     policy_dir = tmp_path / "policies"
     policy_dir.mkdir(exist_ok=True)
@@ -140,7 +140,7 @@ def make_gateway(tmp_path: Path, sandbox_url: str | None, private_pem: str | Non
         store.init_db(store.get_engine())
         with store.transaction() as conn:
             keys.ensure_pepper(conn)
-            return_relay.ensure_keys(conn)
+            signing_keys.ensure_keys(conn)
         if sandbox_url:
             settings = upstream.configure_sandbox(sandbox_url, private_key_pem=private_pem)
             with store.transaction() as conn:

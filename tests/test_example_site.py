@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from examples.partner_site.verify import GatewayTokenVerifier
 from examples.partner_site.verify import TokenRejected
 from gateway.cli.demo_stack import DemoStack
+from gateway.services import relay_tokens
 from tests.embedded import act
 from tests.embedded import query
 
@@ -141,14 +142,13 @@ def test_tampered_tokens_are_refused(stack, browser) -> None:
 
 
 def test_tokens_for_another_partner_or_expired_are_refused(stack, browser) -> None:
-    from gateway.web import relay as return_relay
 
     assert stack.gateway_app is not None
     with stack.gateway_app.test_request_context(base_url=stack.gateway_url):
-        other = return_relay.gateway_token(partner="other", envelope_id="e", event="cancel",
+        other = relay_tokens.gateway_token(partner="other", envelope_id="e", event="cancel",
                                            status="sent")
         stack.gateway_app.config["GATEWAY_TOKEN_TTL"] = -120
-        expired = return_relay.gateway_token(partner="example", envelope_id="e", event="cancel",
+        expired = relay_tokens.gateway_token(partner="example", envelope_id="e", event="cancel",
                                              status="sent")
         stack.gateway_app.config["GATEWAY_TOKEN_TTL"] = 900
     for token in (other, expired):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import store
+from gateway.services import relay_tokens
 from gateway.upstream import get_client
 from gateway.web import operator as observability
 from gateway.web.operator import redact
@@ -372,13 +373,12 @@ def _through_the_relay(app: t.Any, client: t.Any, envelope_id: str) -> tuple[str
 
     import sqlalchemy as sa
 
-    from gateway.web import relay as return_relay
 
     with app.test_request_context():
         with store.transaction() as conn:
             partner_id = conn.execute(sa.select(store.partners.c.id).where(
                 store.partners.c.name == "example")).scalar_one()
-        path = urlsplit(return_relay.relay_url(envelope_id, partner_id,
+        path = urlsplit(relay_tokens.relay_url(envelope_id, partner_id,
                                                "http://127.0.0.1:8070/signed")).path
     resp = client.get(path + "?event=cancel")
     assert resp.status_code == 303

@@ -358,12 +358,12 @@ def test_consent_missing_is_503(partner: PartnerActions, sandbox) -> None:
 
 
 def test_500_is_problem_json_without_internals(app, partner, monkeypatch) -> None:
-    from gateway.web import partner as partner_api
+    from gateway.services import drafts
 
     def boom(*a, **k):
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(partner_api, "_create", boom)
+    monkeypatch.setattr(drafts, "_create", boom)
     resp = partner.create()
     body = problem(resp, 500, "internal_error")
     assert "secret internals" not in resp.get_data(as_text=True)

@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.services import relay_tokens
+from gateway.services import signing_keys
 from tests.conftest import PartnerActions
 from tests.conftest import SandboxControl
 from tests.conftest import add_partner
@@ -77,13 +79,12 @@ def used_tokens(app: t.Any) -> int:
 
 def mint_relay_token(app: t.Any, secret: bytes | None = None, **claims: t.Any) -> str:
     """A relay token as the gateway would make it, with `claims` overridden."""
-    from gateway.web import relay as return_relay
 
     with app.app_context():
-        real_secret, _ = return_relay._keys()
+        real_secret, _ = signing_keys.load()
     now = int(time.time())
     body = {"env": "x", "ptn": 1, "ret": RETURN_URL, "exp": now + 600,
-            "jti": "j" * 32, "aud": return_relay.RELAY_AUDIENCE} | claims
+            "jti": "j" * 32, "aud": relay_tokens.RELAY_AUDIENCE} | claims
     return jwt.encode(body, secret or real_secret, algorithm="HS256")
 
 
@@ -236,7 +237,6 @@ def test_slow_confirmation_does_not_hold_the_signer(app, client, partner, sandbo
 
 
 def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox, tmp_path) -> None:
-    from gateway.web import relay as return_relay
 
     env_id, _ = start_session(partner, sandbox)
     assert len(relay_url(sandbox, env_id)) < 300
@@ -253,7 +253,7 @@ def test_relay_url_stays_within_docusigns_return_url_limit(app, partner, sandbox
     fits = int(re.search(r"under about (\d+) characters", detail)[1])
     assert 140 < fits < 300
     with app.test_request_context():
-        assert len(return_relay.relay_url(env_id, 1, long_url[:fits])) <= 470
+        assert len(relay_tokens.relay_url(env_id, 1, long_url[:fits])) <= 470
 
 
 def test_partner_query_parameters_are_kept() -> None:
@@ -402,19 +402,17 @@ def test_jwks_publishes_public_keys_only(client) -> None:
 
 
 def _token(app: t.Any) -> str:
-    from gateway.web import relay as return_relay
 
     with app.test_request_context():
-        return return_relay.gateway_token(partner="example", envelope_id="e1", event="cancel",
+        return relay_tokens.gateway_token(partner="example", envelope_id="e1", event="cancel",
                                           status="sent")
 
 
 def _rotate(app: t.Any, **kwargs: t.Any) -> str:
     from gateway import store
-    from gateway.web import relay as return_relay
 
     with app.app_context(), store.transaction() as conn:
-        return return_relay.rotate_signing_key(conn, **kwargs)
+        return signing_keys.rotate_signing_key(conn, **kwargs)
 
 
 def test_rotation_keeps_old_keys_until_their_tokens_expire(app, client, monkeypatch) -> None:
@@ -436,14 +434,13 @@ def test_rotation_keeps_old_keys_until_their_tokens_expire(app, client, monkeypa
 
 def test_rotation_prunes_keys_whose_tokens_all_expired(app, monkeypatch) -> None:
     from gateway import store
-    from gateway.web import relay as return_relay
 
     first = _rotate(app)
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + app.config["GATEWAY_TOKEN_TTL"] + 5)
     second = _rotate(app)
     with app.app_context(), store.transaction() as conn:
-        states = {k["kid"]: k["state"] for k in return_relay.signing_key_summary(conn)}
+        states = {k["kid"]: k["state"] for k in signing_keys.signing_key_summary(conn)}
     assert states == {second: "active", first: "retired"}
 
 
@@ -467,7 +464,6 @@ def test_drop_old_unpublishes_a_leaked_key_at_once(app, client) -> None:
 
 
 def test_token_signed_by_an_unknown_key_does_not_verify(app, client) -> None:
-    from gateway.web import relay as return_relay
 
     kid = next(iter(jwks_keys(client)))
     forged = jwt.encode({"iss": "http://gateway.test", "aud": "example", "sub": "e", "iat": 1,
@@ -475,7 +471,7 @@ def test_token_signed_by_an_unknown_key_does_not_verify(app, client) -> None:
                         algorithm="ES256", headers={"kid": kid})
     with pytest.raises(jwt.InvalidSignatureError):
         verify(client, forged)
-    assert return_relay.SIGNING_ALGORITHM == "ES256"
+    assert signing_keys.SIGNING_ALGORITHM == "ES256"
 
 
 def test_cli_rotates_and_lists_signing_keys(app, monkeypatch) -> None:

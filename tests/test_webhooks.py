@@ -13,11 +13,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from gateway.web.connect import MAX_SIGNATURE_HEADERS
-from gateway.web.connect import parse_time
-from gateway.web.connect import sign
-from gateway.web.connect import signature_headers
-from gateway.web.connect import verify
+from gateway.services import connect_messages
+from gateway.services.connect_messages import MAX_SIGNATURE_HEADERS
+from gateway.services.connect_messages import sign
+from gateway.services.connect_messages import signature_headers
+from gateway.services.connect_messages import verify
+from gateway.services.envelopes import parse_time
 from tests.conftest import PartnerActions
 from tests.conftest import SandboxControl
 from tests.embedded import act
@@ -95,11 +96,10 @@ def test_parse_time_reads_docusign_dates() -> None:
 @pytest.fixture
 def secrets_(app: t.Any) -> list[str]:
     from gateway import store
-    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
-        webhooks.add_secret(conn, SECRET, now=0.0)
-        webhooks.add_secret(conn, SECRET_2, now=1.0)
+        connect_messages.add_secret(conn, SECRET, now=0.0)
+        connect_messages.add_secret(conn, SECRET_2, now=1.0)
     return [SECRET, SECRET_2]
 
 
@@ -279,30 +279,28 @@ def test_oversized_body_is_413_before_anything_else(app, client, secrets_, env_i
 
 def test_removed_secret_stops_working(app, client, secrets_, env_id) -> None:
     from gateway import store
-    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
-        entries = webhooks.load_secrets(conn)
+        entries = connect_messages.load_secrets(conn)
         assert [e["secret"] for e in entries] == [SECRET_2, SECRET]
-        assert webhooks.remove_secret(conn, entries[1]["id"], now=2.0)
-        assert not webhooks.remove_secret(conn, "nope", now=2.0)
+        assert connect_messages.remove_secret(conn, entries[1]["id"], now=2.0)
+        assert not connect_messages.remove_secret(conn, "nope", now=2.0)
     unauthorized(post(client, message(env_id, "completed", 10), secret=SECRET))
     assert post(client, message(env_id, "completed", 10), secret=SECRET_2).status_code == 200
 
 
 def test_secrets_are_stored_encrypted_and_validated(app) -> None:
     from gateway import store
-    from gateway.web import connect as webhooks
 
     with app.app_context(), store.transaction() as conn:
-        _, generated = webhooks.add_secret(conn, now=0.0)
+        _, generated = connect_messages.add_secret(conn, now=0.0)
         assert len(generated) >= 32
         with pytest.raises(ValueError, match="16 characters"):
-            webhooks.add_secret(conn, "short", now=0.0)
+            connect_messages.add_secret(conn, "short", now=0.0)
         with pytest.raises(ValueError, match="already"):
-            webhooks.add_secret(conn, generated, now=0.0)
+            connect_messages.add_secret(conn, generated, now=0.0)
         raw = conn.execute(sa.select(store.settings.c.value, store.settings.c.encrypted)
-                           .where(store.settings.c.name == webhooks.SECRETS_SETTING)).first()
+                           .where(store.settings.c.name == connect_messages.SECRETS_SETTING)).first()
     assert raw.encrypted and generated not in raw.value
 
 
@@ -399,10 +397,9 @@ def test_ordering_and_redelivery_on_postgresql(tmp_path, sandbox, rsa_private_pe
             actions = PartnerActions(pg_client, "example", add_partner(pg_app, "example"))
             with pg_app.app_context():
                 from gateway import store
-                from gateway.web import connect as webhooks
 
                 with store.transaction() as conn:
-                    webhooks.add_secret(conn, SECRET, now=0.0)
+                    connect_messages.add_secret(conn, SECRET, now=0.0)
             env = actions.create().get_json()["envelope_id"]
             assert post(pg_client, message(env, "delivered", 20)).get_json()["applied"] is True
             assert post(pg_client, message(env, "delivered", 20, retry=1)).get_json()["applied"] is False

@@ -79,9 +79,9 @@ def init() -> None:
 
     from gateway import store
     from gateway.services import partner_keys as keys
+    from gateway.services import signing_keys
     from gateway.store import vault
     from gateway.web import admin
-    from gateway.web import relay as return_relay
 
     with app_context() as app:
         made_key = False
@@ -91,7 +91,7 @@ def init() -> None:
         made_db = store.init_db(store.get_engine())
         with store.transaction() as conn:
             keys.ensure_pepper(conn)
-            return_relay.ensure_keys(conn)
+            signing_keys.ensure_keys(conn)
             admin.load_or_create_secret_key(conn)
         click.echo(f"instance folder: {os.path.relpath(app.instance_path)}")
         click.echo("master key: " + ("created (0600)" if made_key else "kept"))
@@ -300,7 +300,7 @@ def connect_secret() -> None:
 def connect_secret_add(generate: bool) -> None:
     """Add a secret (DocuSign shows it under Connect > HMAC keys); read from stdin, not a flag."""
     from gateway import store
-    from gateway.web import connect as webhooks
+    from gateway.services import connect_messages
 
     value = None
     if not generate:
@@ -309,7 +309,7 @@ def connect_secret_add(generate: bool) -> None:
         _require_ready()
         try:
             with store.transaction() as conn:
-                secret_id, value = webhooks.add_secret(conn, value, now=time.time())
+                secret_id, value = connect_messages.add_secret(conn, value, now=time.time())
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     click.echo(f"Connect secret {secret_id} added", err=True)
@@ -321,12 +321,12 @@ def connect_secret_add(generate: bool) -> None:
 def connect_secret_list() -> None:
     """The configured secrets' ids and ages (never the secrets)."""
     from gateway import store
-    from gateway.web import connect as webhooks
+    from gateway.services import connect_messages
 
     with app_context():
         _require_ready()
         with store.transaction() as conn:
-            entries = webhooks.load_secrets(conn)
+            entries = connect_messages.load_secrets(conn)
     if not entries:
         click.echo("no Connect secrets: every Connect message is refused until you add one")
     for entry in entries:
@@ -338,12 +338,12 @@ def connect_secret_list() -> None:
 def connect_secret_remove(secret_id: str) -> None:
     """Forget a secret; messages signed only with it are refused from now on."""
     from gateway import store
-    from gateway.web import connect as webhooks
+    from gateway.services import connect_messages
 
     with app_context():
         _require_ready()
         with store.transaction() as conn:
-            removed = webhooks.remove_secret(conn, secret_id, now=time.time())
+            removed = connect_messages.remove_secret(conn, secret_id, now=time.time())
     if not removed:
         raise CLIError(f"no Connect secret with id {secret_id!r}; see `gateway docusign connect-secret list`")
     click.echo(f"Connect secret {secret_id} removed")
@@ -357,15 +357,15 @@ def connect_secret_remove(secret_id: str) -> None:
 def docusign_sandbox_connect(sandbox_url: str, listener: str) -> None:
     """Make the emulator's Connect post to the gateway, signed with a fresh secret."""
     from gateway import store
-    from gateway.web import connect as webhooks
+    from gateway.services import connect_messages
 
     with app_context():
         _require_ready()
         with store.transaction() as conn:
-            secret_id, _ = webhooks.add_secret(conn, now=time.time())
-            values = [e["secret"] for e in webhooks.load_secrets(conn)]
+            secret_id, _ = connect_messages.add_secret(conn, now=time.time())
+            values = [e["secret"] for e in connect_messages.load_secrets(conn)]
             try:
-                webhooks.configure_sandbox_connect(sandbox_url, listener, values)
+                connect_messages.configure_sandbox_connect(sandbox_url, listener, values)
             except ValueError as exc:
                 raise CLIError(str(exc)) from None
     click.echo(f"emulator Connect -> {listener} (secret {secret_id})")
@@ -537,13 +537,13 @@ def signing_keys() -> None:
 def keys_rotate_signing(activate_in: str, drop_old: bool) -> None:
     """New gateway_token signing key; old public keys stay in the JWKS until their tokens expire."""
     from gateway import store
-    from gateway.web import relay as return_relay
+    from gateway.services import signing_keys
 
     seconds = parse_duration(activate_in)
     with app_context():
         _require_ready()
         with store.transaction() as conn:
-            kid = return_relay.rotate_signing_key(conn, activate_in=seconds, drop_old=drop_old)
+            kid = signing_keys.rotate_signing_key(conn, activate_in=seconds, drop_old=drop_old)
     click.echo(f"new signing key {kid}" + (f", signing from {activate_in} on" if seconds else ""))
 
 
@@ -551,12 +551,12 @@ def keys_rotate_signing(activate_in: str, drop_old: bool) -> None:
 def keys_list_signing() -> None:
     """The signing keys' kids and states (pending, active, retired, expired)."""
     from gateway import store
-    from gateway.web import relay as return_relay
+    from gateway.services import signing_keys
 
     with app_context():
         _require_ready()
         with store.transaction() as conn:
-            rows = return_relay.signing_key_summary(conn)
+            rows = signing_keys.signing_key_summary(conn)
     for row in rows:
         click.echo(f"{row['kid']}  {row['state']:<8} from {_when(row['activates_at'])}"
                    + (f" until {_when(row['retired_at'])}" if row["retired_at"] else ""))

@@ -208,9 +208,10 @@ class DemoStack:
         from gateway import create_app
         from gateway import store
         from gateway import upstream
+        from gateway.services import connect_messages
         from gateway.services import partner_keys as keys
-        from gateway.web import connect as webhooks
-        from gateway.web import relay as return_relay
+        from gateway.services import signing_keys
+        from gateway.web.connect import WEBHOOK_PATH
 
         assert self.workdir is not None
         policy_dir = Path(self.workdir, "policies")
@@ -231,12 +232,12 @@ class DemoStack:
             settings = upstream.configure_sandbox(self.sandbox_url)
             with store.transaction() as conn:
                 keys.ensure_pepper(conn)
-                return_relay.ensure_keys(conn)
+                signing_keys.ensure_keys(conn)
                 upstream.save_settings(conn, settings, now=time.time())
-                _, secret = webhooks.add_secret(conn, now=time.time())
+                _, secret = connect_messages.add_secret(conn, now=time.time())
                 partner_key = keys.add_partner(conn, PARTNER)
-            webhooks.configure_sandbox_connect(self.sandbox_url,
-                                               self.gateway_url + webhooks.WEBHOOK_PATH, [secret])
+            connect_messages.configure_sandbox_connect(self.sandbox_url,
+                                               self.gateway_url + WEBHOOK_PATH, [secret])
         self._slots["gateway"].app = app
         return partner_key
 

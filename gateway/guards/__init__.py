@@ -1,11 +1,18 @@
-"""The ordered pipeline every partner request passes before its view runs.
+"""The guards a partner request passes, in this order, before anything reaches DocuSign.
 
-1. authenticate the key (every call hits the store: revocation bites at once);
-2. load the partner's policy (none, or an invalid file: fail closed);
-3. check the operation is in the policy;
-4. count the call against the partner's rate limit.
-The view then validates its body against the schema and the policy, and checks
-ownership of any envelope it names.
+`partner_call(operation)` runs the fixed pipeline around a view:
+
+1. `authenticate`: the key (every call hits the store: revocation bites at once);
+2. `operation.load_policy`: the partner's policy (none, or an invalid file: fail closed);
+3. `operation.check_operation`: the operation is in the policy;
+4. `ratelimit.partner_limit`: the call counts against the partner's rate limit.
+
+Inside the view, the rules that need the request body or an envelope, in this order:
+
+5. `body.load_body`: the JSON body against the view's schema;
+6. `ownership.owned_envelope`: the envelope is the caller's (404 otherwise);
+7. `template_fields.approved_template` (create) or `return_url.check_return_url`
+   (recipient view): the policy's template, field and return-URL rules.
 """
 
 from __future__ import annotations
@@ -14,45 +21,13 @@ import functools
 import typing as t
 
 from flask import g
-from flask import request
 
-from gateway import errors
-from gateway import store
+from gateway.guards.authenticate import authenticate
+from gateway.guards.operation import check_operation
+from gateway.guards.operation import load_policy
 from gateway.guards.ratelimit import partner_limit
-from gateway.policy import Policy
-from gateway.policy import get_policies
-from gateway.services import partner_keys as keys
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
-
-
-def bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def authenticate() -> keys.Caller:
-    with store.transaction() as conn:
-        caller = keys.authenticate(conn, bearer_token())
-    g.caller = caller
-    g.partner = caller.partner
-    return caller
-
-
-def load_policy(caller: keys.Caller) -> Policy:
-    policy = get_policies().get(caller.partner)
-    if policy is None:
-        raise errors.PolicyUnavailable()
-    g.policy = policy
-    return policy
-
-
-def check_operation(policy: Policy, operation: str | None) -> None:
-    if operation is not None and not policy.allows(operation):
-        raise errors.OperationNotAllowed()
 
 
 def partner_call(operation: str | None) -> t.Callable[[F], F]:

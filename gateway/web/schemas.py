@@ -11,7 +11,7 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow import validate
 
-ENVELOPE_STATUSES = ("created", "sent", "delivered", "completed", "declined", "voided")
+from gateway.services.envelopes import STATUSES as ENVELOPE_STATUSES
 
 
 class SignerSchema(Schema):

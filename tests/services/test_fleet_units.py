@@ -109,7 +109,7 @@ def _abandon(app: t.Any, key: str, *, made_upstream: bool) -> str | None:
     from gateway import store
     from gateway.services import idempotency
     from gateway.upstream import get_client
-    from gateway.web import partner as partner_api
+    from gateway.services import drafts
     from gateway.web import schemas
 
     with app.app_context():
@@ -123,7 +123,7 @@ def _abandon(app: t.Any, key: str, *, made_upstream: bool) -> str | None:
             envelope_id = get_client().create_envelope(
                 template_id="5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01", email_subject="Membership",
                 role="Member", signer_name="Ada Lovelace", signer_email="ada@example.com",
-                client_user_id=partner_api._client_user_id(claim), tabs={},
+                client_user_id=drafts._client_user_id(claim), tabs={},
                 custom_fields={idempotency.MARKER_FIELD: claim.marker},
             )["envelopeId"]
         with store.transaction() as conn:  # and the worker died a minute ago

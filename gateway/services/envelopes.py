@@ -1,0 +1,162 @@
+"""Envelope records and the one status state machine every view goes through.
+
+The gateway keeps a row per envelope it created (`store.envelopes`) and, beside it, what
+DocuSign itself last said (`store.envelope_upstream`), stamped on DocuSign's clock.
+Status changes come from three places (a Connect event, the return relay's confirming
+read, a status poll) and all of them call `record_upstream_status`, which applies a
+status only when it is news: Connect delivers at least once and in no guaranteed order,
+so the newer `as_of` wins, and a final status never moves. The gateway's own step (a
+draft it sent) goes through `mark_sent`. Nothing else writes a status.
+
+Vocabulary: DocuSign's envelope statuses (docs/docusign-facts.md §6).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import typing as t
+
+import sqlalchemy as sa
+
+from gateway import store
+
+#: every envelope status the gateway stores and answers with
+STATUSES = ("created", "sent", "delivered", "signed", "completed", "declined", "voided")
+#: statuses after which nothing changes: no signing session, no poll, no later event applies
+FINAL = frozenset({"completed", "declined", "voided"})
+KNOWN = frozenset(STATUSES)
+
+#: built once: the hot path of every status read binds parameters only
+_OWNED = sa.select(store.envelopes).where(
+    store.envelopes.c.envelope_id == sa.bindparam("envelope_id"),
+    store.envelopes.c.partner_id == sa.bindparam("partner_id"),
+)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_time(value: t.Any) -> float | None:
+    """DocuSign's `2019-11-05T11:01:37.5966414Z` as epoch seconds; None when absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def find_owned(conn: sa.Connection, envelope_id: str, partner_id: int) -> sa.Row[t.Any] | None:
+    """The envelope if this partner created it through the gateway, else None."""
+    return conn.execute(_OWNED, {"envelope_id": envelope_id, "partner_id": partner_id}).first()
+
+
+def insert(conn: sa.Connection, *, envelope_id: str, partner_id: int, template_alias: str,
+           reference: str | None, client_user_id: str, signer_enc: str, status: str,
+           now: float) -> None:
+    """Keep a new envelope the gateway created (or adopted after a lost answer)."""
+    conn.execute(store.envelopes.insert().values(
+        envelope_id=envelope_id, partner_id=partner_id, template_alias=template_alias,
+        reference=reference, client_user_id=client_user_id, signer_enc=signer_enc,
+        status=status, created_at=now, updated_at=now,
+    ))
+
+
+def mark_sent(envelope_id: str) -> None:
+    """The gateway sent its draft (draft → sent) before opening the first signing session."""
+    env = store.envelopes
+    with store.transaction() as conn:
+        conn.execute(env.update()
+                     .where(env.c.envelope_id == envelope_id, env.c.status == "created")
+                     .values(status="sent", updated_at=time.time()))
+
+
+def record_event(conn: sa.Connection, envelope_id: str, event: str, *, now: float) -> None:
+    """Note the signing event the browser reported; it never sets a status by itself."""
+    env = store.envelopes
+    conn.execute(env.update().where(env.c.envelope_id == envelope_id)
+                 .values(last_event=event, updated_at=now))
+
+
+def mark_checked(conn: sa.Connection, envelope_id: str, *, now: float) -> None:
+    """DocuSign was just asked about this envelope (the poll interval counts from here)."""
+    env = store.envelopes
+    conn.execute(env.update().where(env.c.envelope_id == envelope_id)
+                 .values(upstream_checked_at=now))
+
+
+def current_status(conn: sa.Connection, envelope_id: str) -> str:
+    env = store.envelopes
+    return str(conn.execute(sa.select(env.c.status)
+                            .where(env.c.envelope_id == envelope_id)).scalar_one())
+
+
+def _ensure_upstream_row(conn: sa.Connection, envelope_id: str, now: float) -> None:
+    """Insert the envelope's (empty) upstream row if missing, race-free on both backends."""
+    up = store.envelope_upstream
+    values = {"envelope_id": envelope_id, "received_at": now}
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        exists = conn.execute(sa.select(up.c.envelope_id)
+                              .where(up.c.envelope_id == envelope_id)).first()
+        if exists is None:
+            conn.execute(up.insert().values(**values))
+        return
+    conn.execute(dialect_insert(up).values(**values).on_conflict_do_nothing())
+
+
+def record_upstream_status(conn: sa.Connection, envelope_id: str, status: str, *,
+                           as_of: float | None, source: str, last_event: str | None,
+                           now: float) -> bool:
+    """Apply a status DocuSign reported, if it is news; True when the envelope row changed.
+
+    Both decisions are conditional UPDATEs, so two deliveries racing each other cannot
+    undo one another: the newer `as_of` wins, and a final status never moves. A status
+    with no date at all cannot be ordered, so only a final one (which nothing overrides)
+    is taken.
+    """
+    up = store.envelope_upstream
+    _ensure_upstream_row(conn, envelope_id, now)
+    newer = up.c.envelope_id == envelope_id
+    if as_of is not None:
+        newer = sa.and_(newer, sa.or_(up.c.as_of.is_(None), up.c.as_of < as_of))
+    elif status not in FINAL:
+        return False
+    fresh = conn.execute(up.update().where(newer).values(
+        status=status, as_of=as_of if as_of is not None else up.c.as_of, source=source,
+        received_at=now,
+    ))
+    if fresh.rowcount != 1:
+        return False
+    env = store.envelopes
+    values: dict[str, t.Any] = {"status": status, "updated_at": now}
+    if last_event is not None:
+        values["last_event"] = last_event
+    changed = conn.execute(env.update()
+                           .where(env.c.envelope_id == envelope_id, env.c.status.not_in(FINAL))
+                           .values(**values))
+    return changed.rowcount == 1
+
+
+def status_body(row: t.Any) -> dict[str, t.Any]:
+    """The partner's view of one envelope (GET /v1/envelopes/{id})."""
+    return {
+        "envelope_id": row.envelope_id,
+        "status": row.status,
+        "template": row.template_alias,
+        "reference": row.reference,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "last_event": row.last_event,
+    }
