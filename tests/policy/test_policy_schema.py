@@ -19,7 +19,7 @@ from gateway.policy import PolicyFileInvalid
 from gateway.policy import PolicyStore
 from gateway.policy import load_policy
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "policies" / "example.toml"
 
 ACME = """\
