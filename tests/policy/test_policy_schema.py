@@ -19,7 +19,7 @@ from gateway.policy import PolicyFileInvalid
 from gateway.policy import PolicyStore
 from gateway.policy import load_policy
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "policies" / "example.toml"
 
 ACME = """\
@@ -92,6 +92,7 @@ def test_example_policy_loads() -> None:
         re.compile("^[0-9]+$"),
     )
     assert (plan.required, plan.choices) == (True, ("basic", "plus", "family"))
+    assert start.pattern is not None
     assert (start.required, start.pattern.pattern) == (False, r"^\d{4}-\d{2}-\d{2}$")
     assert nda.template_id == "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a02"
     assert (nda.role, nda.email_subject) == ("Signer", "Mutual NDA")
@@ -501,7 +502,7 @@ def test_store_fails_closed_on_invalid_file_and_logs_once(
     assert store.get("acme") is not None
     write(tmp_path, replace('pattern = "^[0-9]+$"', 'pattern = "("'))
     bump(path)
-    with caplog.at_level(logging.INFO, logger="gateway.policy"):
+    with caplog.at_level(logging.INFO, logger="gateway.policy.store"):
         assert store.get("acme") is None
         assert store.get("acme") is None
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -516,7 +517,7 @@ def test_store_missing_and_new_files(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = PolicyStore(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="gateway.policy"):
+    with caplog.at_level(logging.WARNING, logger="gateway.policy.store"):
         assert store.get("acme") is None
         assert store.get("acme") is None
     assert len(caplog.records) == 1
