@@ -107,9 +107,9 @@ BODY = {"template": "membership", "signer": {"name": "Ada Lovelace", "email": "a
 def _abandon(app: t.Any, key: str, *, made_upstream: bool) -> str | None:
     """What a worker killed mid-create leaves: a pending claim, maybe an envelope upstream."""
     from gateway import store
+    from gateway.services import drafts
     from gateway.services import idempotency
     from gateway.upstream import get_client
-    from gateway.services import drafts
     from gateway.web import schemas
 
     with app.app_context():
