@@ -115,7 +115,9 @@ def _rank(status: str | None, signer_status: str | None) -> int:
 class StatusBook:
     """Latest known status per envelope and the webhook ids already applied (thread-safe)."""
 
-    def __init__(self, *, max_envelopes: int = 10_000, max_ids: int = 50_000) -> None:
+    def __init__(self, *, max_envelopes: int = 10_000, max_ids: int = 50_000,
+                 clock: t.Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._known: collections.OrderedDict[str, Known] = collections.OrderedDict()
         self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._polled: dict[str, float] = {}
@@ -147,7 +149,7 @@ class StatusBook:
 
     def claim_poll(self, envelope_id: str, interval: float) -> bool:
         """True for at most one caller per envelope per `interval` seconds."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             last = self._polled.get(envelope_id)
             if last is not None and now - last < interval:
