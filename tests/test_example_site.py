@@ -531,7 +531,7 @@ def test_resume_signing_opens_a_new_session_for_the_same_envelope(client, fake) 
     first = client.get(f"/sign/{envelope_id}").get_data(as_text=True)
     assert f"/signing/{envelope_id}/1" in first
     cancelled = returned(client, fake, envelope_id, "cancel", "sent", "delivered")
-    form = re.search(r'<form id="resume-form" method="get" action="([^"]+)"',
+    form = re.search(r'<a class="button" id="resume-signing"\s+href="([^"]+)">Resume signing</a>',
                      cancelled.get_data(as_text=True))
     assert form and form.group(1) == f"/sign/{envelope_id}"
     resumed = client.get(form.group(1))
