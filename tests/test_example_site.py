@@ -88,6 +88,8 @@ def key(stack: DemoStack) -> str:
 
 def test_sign_and_see_the_verified_completion(stack, browser) -> None:
     page = start(stack, browser)
+    assert [r.status_code for r in page.history] == [303]  # post/redirect/get
+    assert page.request.method == "GET"
     url = signing_url(page)
     assert url.startswith(stack.sandbox_url + "/Signing/")
     csp = page.headers["Content-Security-Policy"]

@@ -38,8 +38,8 @@ COMPLETED = Outcome(
     "completed")
 WAITING = Outcome(
     "waiting", "Signed, waiting for our countersignature",
-    "Thank you, your signature is in. We countersign next; this page changes to Completed "
-    "as soon as we have, you need not keep it open.",
+    "Thank you, your signature is in. We countersign next, and this page changes to "
+    "Completed as soon as we have. You need not keep it open: DocuSign emails you the copy.",
     "waiting for our countersignature", poll=True)
 SIGNED = Outcome(
     "signed", "Signed",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import typing as t
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +25,7 @@ from tests.test_example_site import webhook
 
 pytestmark = pytest.mark.browser
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 TIMEOUT_MS = 15_000
 
 
@@ -89,6 +91,8 @@ def test_waiting_for_countersignature_turns_completed_without_a_reload(page, sit
     assert outcome.get_attribute("data-outcome") == "waiting"
     assert page.locator("#outcome-title").inner_text() == "Signed, waiting for our countersignature"
     assert no_horizontal_scroll(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "example-site-waiting.png"), full_page=True)
     page.evaluate("window.__samePage = true")
     body, headers = webhook(event("envelope.completed", envelope_id, "completed", "completed"))
     resp = requests.post(running.url + "/hooks/signing", data=body, headers=headers, timeout=10)
@@ -100,6 +104,7 @@ def test_waiting_for_countersignature_turns_completed_without_a_reload(page, sit
     assert page.locator("#result-status").inner_text() == "completed"
     assert page.evaluate("window.__samePage") is True  # updated in place, not reloaded
     assert page.locator("#live-note").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "example-site-completed.png"), full_page=True)
 
 
 def test_cancel_then_resume_signing(page, site) -> None:
@@ -108,6 +113,9 @@ def test_cancel_then_resume_signing(page, site) -> None:
     press(page, "cancel")
     assert page.locator("#outcome").get_attribute("data-outcome") == "cancelled"
     assert page.locator("#outcome-title").inner_text() == "Not signed yet"
+    assert no_horizontal_scroll(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "example-site-cancelled.png"), full_page=True)
     views = fake.calls["view", envelope_id]
     page.click("#resume-signing")
     page.wait_for_url(re.compile(rf"/sign/{envelope_id}$"), timeout=TIMEOUT_MS)
