@@ -690,3 +690,10 @@ def test_the_verifier_reads_signer_status(fake) -> None:
     assert verifier.verify(fake.token("e", "cancel", "sent"))["signer_status"] is None
     with pytest.raises(TokenRejected, match="signer_status"):
         verifier.verify(fake.token("e", "cancel", "sent", signer_status={"x": 1}))
+
+
+def test_an_oversized_webhook_is_refused_unread(client, site) -> None:
+    payload = event("envelope.completed", "env-big", "completed", "completed")
+    payload["padding"] = "x" * 100_000
+    assert deliver(client, payload).status_code == 413
+    assert site.extensions["status_book"].get("env-big") is None
