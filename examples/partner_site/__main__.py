@@ -1,4 +1,9 @@
-"""`python -m examples.partner_site --gateway URL --key-file FILE [--port 8070]`."""
+"""`python -m examples.partner_site --gateway URL --key-file FILE [--port 8070]`.
+
+The gateway's webhooks (`POST /hooks/signing`) need the partner's `whsec_...` secret:
+`--webhook-secret-file FILE`, else $PARTNER_WEBHOOK_SECRET. Without one, the outcome
+page learns of the countersignature from the gateway's status API alone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import sys
 from werkzeug.serving import make_server
 
 from examples.partner_site import create_app
+from examples.partner_site.hooks import SECRET_ENV
 
 KEY_ENV = "PARTNER_GATEWAY_KEY"
 
@@ -31,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8070)
     parser.add_argument("--site-url", metavar="URL", help="this site's public base URL")
+    parser.add_argument("--webhook-secret-file", metavar="FILE",
+                        help=f"file holding the partner's whsec_ webhook secret (else ${SECRET_ENV})")
     args = parser.parse_args(argv)
     try:
         key = read_key(args.key_file)
@@ -40,8 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     if not key:
         print(f"error: no partner key: use --key-file FILE or set {KEY_ENV}", file=sys.stderr)
         return 1
-    app = create_app({"GATEWAY_URL": args.gateway, "GATEWAY_KEY": key, "PARTNER": args.partner,
-                      "SITE_URL": args.site_url})
+    webhook_secret = None
+    if args.webhook_secret_file:
+        try:
+            with open(args.webhook_secret_file, encoding="utf-8") as fh:
+                webhook_secret = fh.read().strip()
+        except OSError as exc:
+            print(f"error: cannot read {args.webhook_secret_file}: {exc.strerror}", file=sys.stderr)
+            return 1
+    try:
+        app = create_app({"GATEWAY_URL": args.gateway, "GATEWAY_KEY": key,
+                          "PARTNER": args.partner, "SITE_URL": args.site_url,
+                          "WEBHOOK_SECRET": webhook_secret})
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         server = make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:

@@ -4,6 +4,9 @@ The return URL's `event` and `envelope_id` are typed by the visitor's browser; o
 signed token is evidence. A token is accepted when its signature verifies with the key
 named by its `kid` in `<gateway>/.well-known/jwks.json`, its algorithm is ES256, it was
 issued by the gateway (`iss`), for this partner (`aud`), and has not expired (`exp`).
+Its claims carry the envelope's `status` and, from gateways that send it, the partner's
+own signer's `signer_status` (they differ while the envelope waits for a countersignature);
+the returned claims always have `signer_status`, None when the token has none.
 
 The key set is cached; an unknown `kid` triggers one refetch (the gateway rotates its
 keys and publishes new ones first), but at most once per `min_refetch` seconds, so a
@@ -54,11 +57,17 @@ class GatewayTokenVerifier:
             raise TokenRejected("unexpected algorithm or missing kid")
         key = self._key(kid)
         try:
-            return jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience,
-                              issuer=self.issuer, leeway=self.leeway,
-                              options={"require": REQUIRED_CLAIMS})
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience,
+                                issuer=self.issuer, leeway=self.leeway,
+                                options={"require": REQUIRED_CLAIMS})
         except jwt.InvalidTokenError as exc:
             raise TokenRejected(f"invalid token: {exc}") from None
+        claims.setdefault("signer_status", None)
+        if not all(isinstance(claims[name], str) for name in ("envelope_id", "event", "status")):
+            raise TokenRejected("envelope_id, event and status must be strings")
+        if claims["signer_status"] is not None and not isinstance(claims["signer_status"], str):
+            raise TokenRejected("signer_status must be a string")
+        return t.cast(dict, claims)
 
     def _key(self, kid: str) -> t.Any:
         with self._lock:
