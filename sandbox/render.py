@@ -1,4 +1,4 @@
-"""Internal envelope records rendered in DocuSign's JSON shapes (docusign.md §3, §6)."""
+"""Internal envelope records rendered in DocuSign's JSON shapes (docs/docusign-facts.md §3, §6)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _date(value: float | None) -> str | None:
 
 
 def envelope_summary(envelope: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The EnvelopeSummary returned by create (docusign.md §3)."""
+    """The EnvelopeSummary returned by create (docs/docusign-facts.md §3)."""
     return {
         "envelopeId": envelope["envelopeId"],
         "uri": f"/envelopes/{envelope['envelopeId']}",

@@ -255,7 +255,7 @@ def send_envelope(sandbox: Sandbox, envelope: dict[str, t.Any]) -> None:
 @bp.post("/envelopes")
 @rest_endpoint("create_envelope")
 def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response, int]:
-    """Create an envelope from a template, as a draft or sent (docusign.md §3)."""
+    """Create an envelope from a template, as a draft or sent (docs/docusign-facts.md §3)."""
     body = read_body()
     with sandbox.lock:
         template_id = body.get("templateId")
@@ -445,7 +445,7 @@ def get_template(sandbox: Sandbox, user: dict[str, t.Any], template_id: str) -> 
 @bp.put("/envelopes/<envelope_id>")
 @rest_endpoint("update_envelope")
 def update_envelope(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
-    """Send a draft, void a sent envelope, or keep a draft a draft (docusign.md §4)."""
+    """Send a draft, void a sent envelope, or keep a draft a draft (docs/docusign-facts.md §4)."""
     body = read_body()
     with sandbox.lock:
         envelope = find_envelope(sandbox, user, envelope_id)
@@ -506,7 +506,7 @@ def _origins(body: dict[str, t.Any], key: str) -> list[str]:
 @bp.post("/envelopes/<envelope_id>/views/recipient")
 @rest_endpoint("recipient_view")
 def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
-    """A single-use embedded signing URL for an embedded recipient (docusign.md §5)."""
+    """A single-use embedded signing URL for an embedded recipient (docs/docusign-facts.md §5)."""
     body = read_body()
     body["clientUserId"] = client_user_id(body.get("clientUserId"), "")
     for key in ("returnUrl", "authenticationMethod", "userName", "email", "clientUserId"):

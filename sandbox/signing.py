@@ -1,4 +1,4 @@
-"""The embedded signing page behind a recipient-view URL (docusign.md §5)."""
+"""The embedded signing page behind a recipient-view URL (docs/docusign-facts.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Connect JSON SIM deliveries to a real listener, with HMAC and retries (docusign.md §9)."""
+"""Connect JSON SIM deliveries to a real listener, with HMAC and retries (docs/docusign-facts.md §9)."""
 
 from __future__ import annotations
 

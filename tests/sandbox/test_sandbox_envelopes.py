@@ -1,4 +1,4 @@
-"""REST: auth, account, create from template, read, update (docusign.md §3, §4, §6, §7)."""
+"""REST: auth, account, create from template, read, update (docs/docusign-facts.md §3, §4, §6, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recipient view and the embedded signing page (docusign.md §4, §5)."""
+"""Recipient view and the embedded signing page (docs/docusign-facts.md §4, §5)."""
 
 from __future__ import annotations
 
