@@ -32,7 +32,7 @@ def sign(secret: str, body: bytes) -> str:
 
 
 class ConnectNotifier:
-    """Queues one message per envelope status change and delivers them in order.
+    """Queues one message per envelope or recipient status change; delivers them in order.
 
     One daemon worker thread per app posts each message, retrying after each
     delay of ``SANDBOX_CONNECT_RETRY_DELAYS`` on a non-2xx answer or a
@@ -57,34 +57,43 @@ class ConnectNotifier:
         """Set the listener URL and HMAC secrets (the emulator has one configuration)."""
         self.config = {"url": url, "hmac_secrets": list(hmac_secrets), "enabled": enabled}
 
-    def message(self, envelope: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The JSON SIM message for the envelope's current status (caller holds the lock)."""
+    def message(
+        self, envelope: dict[str, t.Any], event: str | None = None, recipient_id: str | None = None
+    ) -> dict[str, t.Any]:
+        """The JSON SIM message for an event of the envelope (caller holds the lock).
+
+        :param event: ``envelope-<status>`` or ``recipient-<status>``; default: the
+            envelope's current status
+        :param recipient_id: for a recipient event, the recipient's id (``data.recipientId``)
+        """
         account_id = envelope["accountId"]
+        data: dict[str, t.Any] = {"accountId": account_id, "userId": envelope["senderUserId"]}
+        if recipient_id is not None:
+            data["recipientId"] = recipient_id
+        data["envelopeId"] = envelope["envelopeId"]
+        data["envelopeSummary"] = envelope_json(
+            envelope,
+            recipients=c.CONNECT_INCLUDE_RECIPIENTS,
+            custom_fields=c.CONNECT_INCLUDE_RECIPIENTS,
+        )
         return {
-            "event": f"envelope-{envelope['status']}",
+            "event": event or f"envelope-{envelope['status']}",
             "apiVersion": c.CONNECT_API_VERSION,
             "uri": f"/restapi/v2.1/accounts/{account_id}/envelopes/{envelope['envelopeId']}",
             "retryCount": 0,
             "configurationId": c.CONNECT_CONFIGURATION_ID,
             "generatedDateTime": format_datetime(self.sandbox.now()),
-            "data": {
-                "accountId": account_id,
-                "userId": envelope["senderUserId"],
-                "envelopeId": envelope["envelopeId"],
-                "envelopeSummary": envelope_json(
-                    envelope,
-                    recipients=c.CONNECT_INCLUDE_RECIPIENTS,
-                    custom_fields=c.CONNECT_INCLUDE_RECIPIENTS,
-                ),
-            },
+            "data": data,
         }
 
-    def publish(self, envelope: dict[str, t.Any]) -> None:
-        """Queue a message for the envelope's new status, if Connect is on."""
+    def publish(
+        self, envelope: dict[str, t.Any], event: str | None = None, recipient_id: str | None = None
+    ) -> None:
+        """Queue a message for the event (default: the envelope's new status), if Connect is on."""
         config = self.config
         if not config["enabled"] or not config["url"]:
             return
-        self.queue.put((self.generation, dict(config), self.message(envelope)))
+        self.queue.put((self.generation, dict(config), self.message(envelope, event, recipient_id)))
         self._ensure_worker()
 
     def _ensure_worker(self) -> None:
@@ -135,6 +144,7 @@ class ConnectNotifier:
                 {
                     "event": message["event"],
                     "envelope_id": message["data"]["envelopeId"],
+                    "recipient_id": message["data"].get("recipientId"),
                     "retry_count": attempt,
                     **outcome,
                 }

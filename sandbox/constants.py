@@ -1,7 +1,7 @@
 """Fixed identities, defaults and every unconfirmed ([U]) choice of the emulator.
 
 Each ``# [U]`` constant is a guess about real DocuSign behaviour that
-``/work/shared/docusign.md`` could not confirm. Keep each guess in exactly one
+``docs/docusign-facts.md`` could not confirm. Keep each guess in exactly one
 place here, so that a real call that shows otherwise is a one-line edit.
 """
 
@@ -23,28 +23,75 @@ MEMBERSHIP_TEMPLATE_ID = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01"
 NDA_TEMPLATE_ID = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a02"
 INTERNAL_TEMPLATE_ID = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a03"
 
-#: templates present after start and after ``POST /_sandbox/reset``
+DEMO_COUNTERSIGNER_NAME = "Grace Hopper"
+DEMO_COUNTERSIGNER_EMAIL = "grace.hopper@sandbox.example"
+DEMO_LEGAL_NAME = "Owner Legal Team"
+DEMO_LEGAL_EMAIL = "legal@sandbox.example"
+
+#: templates present after start and after ``POST /_sandbox/reset``, in the body shape of
+#: ``POST /_sandbox/templates``: recipients in routing order; a signer without name/email
+#: is a placeholder role filled through ``templateRoles``. A text tab's ``tooltip`` is the
+#: readable text DocuSign shows the signer (the ``tabLabel`` is the data label).
 SEED_TEMPLATES = (
     {
         "templateId": MEMBERSHIP_TEMPLATE_ID,
         "name": "Membership agreement",
-        "roles": ["Member"],
-        "textTabs": ["member_number", "plan", "start_date"],
         "emailSubject": "Please sign: Membership agreement",
+        "recipients": [
+            {
+                "roleName": "Member",
+                "type": "signer",
+                "routingOrder": "1",
+                "textTabs": [
+                    {"tabLabel": "member_number", "tooltip": "Member number", "required": "true"},
+                    {"tabLabel": "plan", "tooltip": "Membership plan", "required": "true"},
+                    {"tabLabel": "start_date", "tooltip": "Start date", "required": "false"},
+                ],
+            },
+            {
+                "roleName": "Countersigner",
+                "type": "signer",
+                "routingOrder": "2",
+                "name": DEMO_COUNTERSIGNER_NAME,
+                "email": DEMO_COUNTERSIGNER_EMAIL,
+            },
+            {
+                "roleName": "Legal",
+                "type": "carbonCopy",
+                "routingOrder": "3",
+                "name": DEMO_LEGAL_NAME,
+                "email": DEMO_LEGAL_EMAIL,
+            },
+        ],
     },
     {
         "templateId": NDA_TEMPLATE_ID,
         "name": "Mutual NDA",
-        "roles": ["Signer"],
-        "textTabs": ["company", "title"],
         "emailSubject": "Please sign: Mutual NDA",
+        "recipients": [
+            {
+                "roleName": "Signer",
+                "type": "signer",
+                "routingOrder": "1",
+                "textTabs": [
+                    {"tabLabel": "company", "tooltip": "Company", "required": "true"},
+                    {"tabLabel": "title", "tooltip": "Job title", "required": "false"},
+                ],
+            }
+        ],
     },
     {
         "templateId": INTERNAL_TEMPLATE_ID,
         "name": "Internal HR form",
-        "roles": ["Employee"],
-        "textTabs": ["salary"],
         "emailSubject": "Please sign: Internal HR form",
+        "recipients": [
+            {
+                "roleName": "Employee",
+                "type": "signer",
+                "routingOrder": "1",
+                "textTabs": [{"tabLabel": "salary", "tooltip": "Annual salary", "required": "true"}],
+            }
+        ],
     },
 )
 
@@ -52,17 +99,17 @@ SEED_TEMPLATES = (
 
 DEFAULT_CONFIG = {
     "SANDBOX_AUDIENCE": "account-d.docusign.com",
-    # [U] access token lifetime; docusign.md §1 says 1 hour "C-ish"
+    # [U] access token lifetime; docs/docusign-facts.md §1 says 1 hour "C-ish"
     "SANDBOX_TOKEN_TTL": 3600,
-    # signing URL lifetime: 5 minutes, docusign.md §5 [C]
+    # signing URL lifetime: 5 minutes, docs/docusign-facts.md §5 [C]
     "SANDBOX_SIGNING_URL_TTL": 300,
-    # hourly API limit per account, docusign.md §8 [C]
+    # hourly API limit per account, docs/docusign-facts.md §8 [C]
     "SANDBOX_HOURLY_LIMIT": 3000,
-    # burst limit per SANDBOX_BURST_WINDOW seconds on demo, docusign.md §8 [C]
+    # burst limit per SANDBOX_BURST_WINDOW seconds on demo, docs/docusign-facts.md §8 [C]
     "SANDBOX_BURST_LIMIT": 200,
     "SANDBOX_BURST_WINDOW": 30,
     # [U] per-envelope polling: "no more than one status poll per envelope every
-    # 15 minutes" (docusign.md §8); counts successful GETs of an envelope or
+    # 15 minutes" (docs/docusign-facts.md §8); counts successful GETs of an envelope or
     # of its recipients inside a sliding window
     "SANDBOX_ENVELOPE_POLL_LIMIT": 1,
     "SANDBOX_ENVELOPE_POLL_WINDOW": 900,
@@ -76,7 +123,7 @@ DEFAULT_CONFIG = {
     "SANDBOX_AUTH_BASE_URL": None,
 }
 
-# --- JWT grant (docusign.md §1) ----------------------------------------------
+# --- JWT grant (docs/docusign-facts.md §1) ----------------------------------------------
 
 JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_ALGORITHM = "RS256"
@@ -99,7 +146,7 @@ USERINFO_AUTH_ERROR = "invalid_token"
 # [U] some payloads may carry the string "true"; the SDK keeps it as-is (§2)
 USERINFO_IS_DEFAULT = True
 
-# --- REST error codes and statuses (docusign.md §7) --------------------------
+# --- REST error codes and statuses (docs/docusign-facts.md §7) --------------------------
 
 # [U] 401 for a missing / unknown / expired bearer token
 AUTH_FAILED_STATUS = 401
@@ -112,8 +159,27 @@ ENVELOPE_NOT_FOUND_STATUS = 404
 ENVELOPE_NOT_FOUND_CODE = "ENVELOPE_DOES_NOT_EXIST"
 # [U] unknown templateId on create
 TEMPLATE_NOT_FOUND_CODE = "TEMPLATE_ID_INVALID"
+# [U] status of that error on ``GET /templates/{templateId}``: the OpenAPI document
+# lists only 200 and 400 for Templates_GetTemplate
+TEMPLATE_NOT_FOUND_STATUS = 400
 # [U] templateRoles do not match the template's roles (unknown, missing, twice)
 ROLE_MISMATCH_CODE = "TEMPLATE_ROLE_MISMATCH"
+# [U] a placeholder recipient (no name/email in the template) that templateRoles does not
+# fill is an error (ROLE_MISMATCH_CODE); False would drop it from the envelope instead.
+# Preset recipients (name and email in the template) are kept when not named.
+PLACEHOLDER_ROLE_REQUIRED = True
+# a recipient view for a signer whose routing order has not come yet. Real code and
+# message, seen in public client code handling DocuSign's answer
+RECIPIENT_NOT_IN_SEQUENCE_CODE = "RECIPIENT_NOT_IN_SEQUENCE"
+RECIPIENT_NOT_IN_SEQUENCE_MESSAGE = "The token for an out of sequence recipient cannot be generated."
+# recipient view returnUrl: the OpenAPI document (recipientViewRequest.returnUrl) says
+# "Maximum Length: 470 characters. If the returnUrl exceeds this limit, the user is
+# redirected to a truncated URL".
+RETURN_URL_MAX = 470
+# [U] deliberately stricter than that documented truncation (which silently loses the
+# tail of the URL, often the query the partner needs): refuse with
+# INVALID_REQUEST_PARAMETER. False truncates to RETURN_URL_MAX, as DocuSign documents.
+RETURN_URL_TOO_LONG_REFUSED = True
 # [U] textTabs[].tabLabel that the template does not have (real DocuSign may
 # silently ignore unknown labels; the emulator rejects them to catch typos)
 UNKNOWN_TAB_LABEL_CODE = "INVALID_TAB_LABEL"
@@ -145,6 +211,21 @@ RECIPIENT_VIEW_STATUS = 201
 # [U] ``custom_field`` reads ``<name>=<value>`` and matches a text custom field exactly
 # (name and value case-sensitive)
 LIST_CUSTOM_FIELD_SEPARATOR = "="
+# ``status`` values listStatusChanges accepts (OpenAPI Envelopes_GetEnvelopes); ``any``
+# matches every status. [U] any other value is 400 INVALID_REQUEST_PARAMETER
+LIST_STATUS_VALUES = (
+    "any",
+    "completed",
+    "created",
+    "declined",
+    "deleted",
+    "delivered",
+    "processing",
+    "sent",
+    "signed",
+    "timedout",
+    "voided",
+)
 # [U] an empty result leaves the ``envelopes`` key out instead of sending []
 LIST_OMITS_EMPTY_ENVELOPES = True
 # [U] wording of the error when neither from_date nor envelope_ids/transaction_ids is given
@@ -159,24 +240,39 @@ INVALID_BODY_MESSAGE = "The request body is missing or improperly formatted."
 INVALID_PARAMETER_PREFIX = "The request contained at least one invalid parameter. "
 UNSPECIFIED_ERROR_CODE = "UNSPECIFIED_ERROR"
 
-# --- rate limits (docusign.md §8) --------------------------------------------
+# --- rate limits (docs/docusign-facts.md §8) --------------------------------------------
 
 # [U] HTTP status of the three limit errors (newer behaviour; older was 400)
 RATE_LIMIT_STATUS = 429
 HOURLY_LIMIT_CODE = "HOURLY_APIINVOCATION_LIMIT_EXCEEDED"
 BURST_LIMIT_CODE = "BURST_APIINVOCATION_LIMIT_EXCEEDED"
 POLL_LIMIT_CODE = "Hourly_Envelope_Polling_Limit_Exceeded"
-# [U] limit errors carry Retry-After (seconds until a call would succeed)
-RATE_LIMIT_SENDS_RETRY_AFTER = True
+# [U] whether the three limit errors carry ``Retry-After``. DocuSign documents only the
+# X-RateLimit-Limit/-Remaining/-Reset and X-BurstLimit-Limit/-Remaining headers
+# (developers.docusign.com/platform/resource-limits, esign101/rules-and-limits); no
+# DocuSign page, SDK or issue seen shows a Retry-After on these errors. The emulator
+# therefore sends none: a Retry-After of up to 900 s made urllib3 (under the official
+# Python SDK) sleep that long before retrying a GET, which real DocuSign would not cause.
+# Clients wait for X-RateLimit-Reset (hourly) or back off on their own (burst, polling).
+RATE_LIMIT_SENDS_RETRY_AFTER = False
 
-# --- recipient view / signing (docusign.md §5) --------------------------------
+# [U] envelopes expire this many days after sending (account default)
+ENVELOPE_EXPIRE_DAYS = 120
+
+# --- recipient view / signing (docs/docusign-facts.md §5) --------------------------------
 
 VIEWABLE_STATUSES = ("sent", "delivered")
+# recipient types the emulator models, as keys of the ``recipients`` object
+RECIPIENT_TYPES = {"signer": "signers", "carbonCopy": "carbonCopies"}
+# [U] a carbon copy whose routing order comes is ``sent`` and never holds up later
+# orders. False: it becomes ``completed`` when the envelope completes; True: at once
+# (recipient-sent then recipient-completed)
+CARBON_COPY_COMPLETES_WHEN_SENT = False
 TERMINAL_STATUSES = ("completed", "declined", "voided")
 SIGNING_EVENTS = {"sign": "signing_complete", "decline": "decline", "cancel": "cancel"}
 SIGNING_PATH_PREFIX = "/Signing/MTRedeem/v1/"
 
-# --- Connect (docusign.md §9) ------------------------------------------------
+# --- Connect (docs/docusign-facts.md §9) ------------------------------------------------
 
 CONNECT_API_VERSION = "v2.1"
 # [U] configurationId is an integer in real messages; the emulator has one
@@ -187,6 +283,8 @@ CONNECT_DIGEST_HEADER = ("X-Authorization-Digest", "HMACSHA256")
 # [U] the envelope summary includes recipients and custom fields
 CONNECT_INCLUDE_RECIPIENTS = True
 CONNECTED_STATUSES = ("sent", "delivered", "completed", "declined", "voided")
+# recipient status changes that post ``recipient-<status>`` (§9 event names)
+CONNECTED_RECIPIENT_STATUSES = ("sent", "delivered", "completed", "declined")
 
 # --- formats -----------------------------------------------------------------
 
@@ -204,6 +302,7 @@ ENDPOINT_NAMES = (
     "list_recipients",
     "recipient_view",
     "list_status_changes",
+    "get_template",
 )
 OAUTH_ENDPOINTS = ("token", "userinfo")
 FAULT_MODES = ("status", "delay", "drop")

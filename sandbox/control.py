@@ -12,13 +12,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint
 from flask import Flask
 from flask import jsonify
+from flask import redirect
+from flask import render_template
 from flask import request
+from flask import url_for
 from werkzeug.wrappers import Response
 
 from . import constants as c
+from . import routing
 from .errors import ControlError
 from .limits import get_sandbox
 from .rest import base_uri
+from .template import TemplateError
+from .template import build_template
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
@@ -134,55 +140,19 @@ def consent() -> Response:
 # --- templates ----------------------------------------------------------------------
 
 
-def _labels(value: t.Any) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ControlError("'textTabs' must be a list")
-    labels = []
-    for item in value:
-        label = item.get("tabLabel") if isinstance(item, dict) else item
-        if not isinstance(label, str) or not label:
-            raise ControlError('each textTabs entry must be a label or {"tabLabel": label}')
-        labels.append(label)
-    if len(set(labels)) != len(labels):
-        raise ControlError("duplicate tab label")
-    return labels
-
-
 @bp.post("/templates")
 def add_template() -> tuple[Response, int]:
-    """Seed another server template: name, roles and text tab labels."""
-    body = _body()
-    name = _string(body, "name")
-    roles = body.get("roles")
-    if (
-        not isinstance(roles, list)
-        or not roles
-        or not all(isinstance(r, str) and r for r in roles)
-        or len(set(roles)) != len(roles)
-    ):
-        raise ControlError("'roles' must be a non-empty list of distinct role names")
-    template_id = body.get("templateId") or str(uuid.uuid4())
+    """Seed another server template: recipients in routing order (or roles + tab labels)."""
     try:
-        template_id = str(uuid.UUID(str(template_id)))
-    except ValueError:
-        raise ControlError("'templateId' must be a GUID") from None
-    subject = body.get("emailSubject") or f"Please sign: {name}"
-    if not isinstance(subject, str):
-        raise ControlError("'emailSubject' must be a string")
+        template = build_template(_body())
+    except TemplateError as exc:
+        raise ControlError(str(exc)) from None
     sandbox = get_sandbox()
     with sandbox.lock:
-        if template_id in sandbox.templates:
+        if template["templateId"] in sandbox.templates:
             raise ControlError("a template with this templateId exists", status=409)
-        sandbox.templates[template_id] = {
-            "templateId": template_id,
-            "name": name,
-            "roles": list(roles),
-            "textTabs": _labels(body.get("textTabs")),
-            "emailSubject": subject,
-        }
-        return jsonify(sandbox.templates[template_id]), 201
+        sandbox.templates[template["templateId"]] = template
+        return jsonify(copy.deepcopy(template)), 201
 
 
 @bp.get("/templates")
@@ -364,6 +334,90 @@ def envelope_record(envelope_id: str) -> Response:
             copy.deepcopy(s) for s in sandbox.sessions.values() if s["envelope_id"] == envelope["envelopeId"]
         ]
     return jsonify(record)
+
+
+# --- the remote recipients (countersigner) ---------------------------------------------------
+
+
+def _remote_action(envelope_id: str, recipient_id: str, action: str) -> Response:
+    """Sign or decline as a remote (email) signer whose turn it is."""
+    form = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    body: t.Mapping[str, t.Any] = request.form if form else {}
+    if not form and request.get_data():
+        body = _body()
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ControlError("'reason' must be a string")
+    sandbox = get_sandbox()
+    with sandbox.lock:
+        envelope = sandbox.envelopes.get(envelope_id.lower())
+        if envelope is None:
+            raise ControlError("unknown envelope", status=404)
+        recipient = next((r for r in envelope["recipients"] if r["recipientId"] == recipient_id), None)
+        if recipient is None:
+            raise ControlError("unknown recipient", status=404)
+        if recipient["recipientType"] != "signer":
+            raise ControlError("only a signer can sign or decline", status=409)
+        if recipient["clientUserId"] is not None:
+            raise ControlError(
+                "this signer is embedded (clientUserId): it signs through a recipient view", status=409
+            )
+        if not routing.is_current(envelope, recipient):
+            raise ControlError(
+                f"not this recipient's turn (recipient {recipient['status']}, envelope {envelope['status']})",
+                status=409,
+            )
+        now = sandbox.now()
+        if action == "sign":
+            routing.sign(sandbox, envelope, recipient, now)
+        else:
+            routing.decline(sandbox, envelope, recipient, (reason or "").strip() or None, now)
+        result = {
+            "envelopeId": envelope["envelopeId"],
+            "recipientId": recipient["recipientId"],
+            "status": recipient["status"],
+            "envelopeStatus": envelope["status"],
+        }
+    if form:
+        return redirect(url_for("control.home"), code=303)
+    return jsonify(result)
+
+
+@bp.post("/envelopes/<envelope_id>/recipients/<recipient_id>/sign")
+def remote_sign(envelope_id: str, recipient_id: str) -> Response:
+    """Act as a remote signer (no clientUserId) whose turn it is: open and sign."""
+    return _remote_action(envelope_id, recipient_id, "sign")
+
+
+@bp.post("/envelopes/<envelope_id>/recipients/<recipient_id>/decline")
+def remote_decline(envelope_id: str, recipient_id: str) -> Response:
+    """Act as a remote signer whose turn it is: open and decline (body ``{"reason"}``)."""
+    return _remote_action(envelope_id, recipient_id, "decline")
+
+
+@bp.get("/")
+def home() -> Response:
+    """An HTML page listing envelopes that wait for a remote signer, with buttons."""
+    sandbox = get_sandbox()
+    with sandbox.lock:
+        waiting = []
+        others = []
+        for envelope in sandbox.envelopes.values():
+            remote = [
+                r
+                for r in routing.signers(envelope)
+                if r["clientUserId"] is None and routing.is_current(envelope, r)
+            ]
+            entry = {
+                "envelopeId": envelope["envelopeId"],
+                "emailSubject": envelope["emailSubject"],
+                "status": envelope["status"],
+                "recipients": copy.deepcopy(envelope["recipients"]),
+                "remote": copy.deepcopy(remote),
+            }
+            (waiting if remote else others).append(entry)
+        html = render_template("control.html", waiting=waiting, others=others)
+    return Response(html, mimetype="text/html")
 
 
 def init_app(app: Flask) -> None:

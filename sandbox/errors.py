@@ -39,7 +39,7 @@ class SandboxError(Exception):
 
 
 class RestError(SandboxError):
-    """An eSignature REST error: ``{"errorCode", "message"}`` (docusign.md §7)."""
+    """An eSignature REST error: ``{"errorCode", "message"}`` (docs/docusign-facts.md §7)."""
 
     def __init__(self, code: str, message: str, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
@@ -67,7 +67,7 @@ def invalid_parameter(detail: str) -> RestError:
 
 
 class OAuthError(SandboxError):
-    """An account-server error: ``{"error", "error_description"}`` (docusign.md §1)."""
+    """An account-server error: ``{"error", "error_description"}`` (docs/docusign-facts.md §1)."""
 
     def __init__(self, error: str, description: str, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)

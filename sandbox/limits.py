@@ -169,7 +169,7 @@ def charge(sandbox: Sandbox, account_id: str) -> None:
 
 
 def limit_headers(sandbox: Sandbox, account_id: str) -> dict[str, str]:
-    """The five rate-limit headers every REST response carries (docusign.md §8).
+    """The five rate-limit headers every REST response carries (docs/docusign-facts.md §8).
 
     :param account_id: the account whose budget is reported
     """

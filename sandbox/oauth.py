@@ -1,4 +1,4 @@
-"""The account server: JWT grant, userinfo and the consent page (docusign.md §1-2)."""
+"""The account server: JWT grant, userinfo and the consent page (docs/docusign-facts.md §1-2)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Internal envelope records rendered in DocuSign's JSON shapes (docusign.md §3, §6)."""
+"""Internal envelope records rendered in DocuSign's JSON shapes (docs/docusign-facts.md §3, §6)."""
 
 from __future__ import annotations
 
 import typing as t
 
+from . import constants as c
 from .state import format_datetime
 
 _ENVELOPE_DATES = (
@@ -19,7 +20,6 @@ _ENVELOPE_DATES = (
 )
 _SIGNER_DATES = ("sentDateTime", "deliveredDateTime", "signedDateTime", "declinedDateTime")
 _EMPTY_RECIPIENT_TYPES = (
-    "carbonCopies",
     "certifiedDeliveries",
     "agents",
     "editors",
@@ -37,7 +37,7 @@ def _date(value: float | None) -> str | None:
 
 
 def envelope_summary(envelope: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The EnvelopeSummary returned by create (docusign.md §3)."""
+    """The EnvelopeSummary returned by create (docs/docusign-facts.md §3)."""
     return {
         "envelopeId": envelope["envelopeId"],
         "uri": f"/envelopes/{envelope['envelopeId']}",
@@ -91,8 +91,24 @@ def custom_fields_json(envelope: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
+def _text_tabs(recipient: dict[str, t.Any], values: dict[str, str]) -> list[dict[str, t.Any]]:
+    """A recipient's ``textTabs``: label, value, and the template's tooltip / required."""
+    tabs = []
+    for i, tab in enumerate(recipient["tabDefs"], start=1):
+        out: dict[str, t.Any] = {"tabLabel": tab["tabLabel"], "value": values.get(tab["tabLabel"], "")}
+        if tab.get("tooltip"):
+            out["tooltip"] = tab["tooltip"]
+        out["required"] = tab["required"]
+        out["tabType"] = "text"
+        out["recipientId"] = recipient["recipientId"]
+        out["tabId"] = f"{recipient.get('recipientIdGuid', recipient['recipientId'])}-{i}"
+        tabs.append(out)
+    return tabs
+
+
 def signer_json(signer: dict[str, t.Any], *, tabs: bool = False) -> dict[str, t.Any]:
-    """One entry of ``signers``; numbers are strings, as the SDK types them (§6)."""
+    """One entry of ``signers`` or ``carbonCopies``; numbers are strings, as the SDK
+    types them (§6)."""
     out: dict[str, t.Any] = {
         "recipientId": signer["recipientId"],
         "recipientIdGuid": signer["recipientIdGuid"],
@@ -101,7 +117,7 @@ def signer_json(signer: dict[str, t.Any], *, tabs: bool = False) -> dict[str, t.
         "name": signer["name"],
         "roleName": signer["roleName"],
         "routingOrder": signer["routingOrder"],
-        "recipientType": "signer",
+        "recipientType": signer["recipientType"],
         "status": signer["status"],
     }
     if signer.get("clientUserId") is not None:
@@ -112,24 +128,74 @@ def signer_json(signer: dict[str, t.Any], *, tabs: bool = False) -> dict[str, t.
             out[key] = value
     if signer.get("declinedReason"):
         out["declinedReason"] = signer["declinedReason"]
-    if tabs:
-        out["tabs"] = {
-            "textTabs": [
-                {"tabLabel": label, "value": value, "tabId": f"{signer['recipientIdGuid']}-{i}"}
-                for i, (label, value) in enumerate(signer["tabs"].items(), start=1)
-            ]
-        }
+    if tabs and signer["recipientType"] == "signer":
+        out["tabs"] = {"textTabs": _text_tabs(signer, signer["tabs"])}
     return out
+
+
+def current_routing_order(recipients: list[dict[str, t.Any]]) -> int:
+    """The lowest routing order with a recipient still to act (the highest once all did)."""
+    orders = [
+        int(r["routingOrder"])
+        for r in recipients
+        if (r["status"] != "completed" if r["recipientType"] == "signer" else r["status"] == "created")
+    ]
+    if orders:
+        return min(orders)
+    return max((int(r["routingOrder"]) for r in recipients), default=1)
 
 
 def recipients_json(envelope: dict[str, t.Any], *, tabs: bool = False) -> dict[str, t.Any]:
     """Recipients as ``GET /envelopes/{id}/recipients`` returns them (§6)."""
-    signers = envelope["recipients"]
-    pending = [int(s["routingOrder"]) for s in signers if s["status"] in ("sent", "delivered")]
-    current = min(pending) if pending else max((int(s["routingOrder"]) for s in signers), default=1)
-    out: dict[str, t.Any] = {"signers": [signer_json(s, tabs=tabs) for s in signers]}
+    recipients = envelope["recipients"]
+    out: dict[str, t.Any] = {}
+    for kind, key in c.RECIPIENT_TYPES.items():
+        out[key] = [signer_json(r, tabs=tabs) for r in recipients if r["recipientType"] == kind]
     for key in _EMPTY_RECIPIENT_TYPES:
         out[key] = []
-    out["recipientCount"] = str(len(signers))
-    out["currentRoutingOrder"] = str(current)
+    out["recipientCount"] = str(len(recipients))
+    out["currentRoutingOrder"] = str(current_routing_order(recipients))
     return out
+
+
+def template_json(template: dict[str, t.Any], *, tabs: bool = False) -> dict[str, t.Any]:
+    """An envelopeTemplate as ``GET /templates/{templateId}`` returns it.
+
+    Placeholder roles have an empty ``name`` and ``email``; template recipients are
+    ``created``.
+
+    :param tabs: add each signer's ``tabs`` (``?include=tabs``)
+    """
+    recipients: dict[str, t.Any] = {key: [] for key in c.RECIPIENT_TYPES.values()}
+    for number, recipient in enumerate(template["recipients"], start=1):
+        entry: dict[str, t.Any] = {
+            "recipientId": str(number),
+            "name": recipient["name"],
+            "email": recipient["email"],
+            "roleName": recipient["roleName"],
+            "routingOrder": recipient["routingOrder"],
+            "recipientType": recipient["recipientType"],
+            "status": "created",
+            "templateLocked": "false",
+            "templateRequired": "false",
+        }
+        if tabs and recipient["recipientType"] == "signer":
+            entry["tabs"] = {
+                "textTabs": _text_tabs({"tabDefs": recipient["textTabs"], "recipientId": str(number)}, {})
+            }
+        recipients[c.RECIPIENT_TYPES[recipient["recipientType"]]].append(entry)
+    for key in _EMPTY_RECIPIENT_TYPES:
+        recipients[key] = []
+    recipients["recipientCount"] = str(len(template["recipients"]))
+    template_id = template["templateId"]
+    return {
+        "templateId": template_id,
+        "uri": f"/templates/{template_id}",
+        "name": template["name"],
+        "description": "",
+        "shared": "false",
+        "emailSubject": template["emailSubject"],
+        "emailBlurb": "",
+        "status": "created",
+        "recipients": recipients,
+    }

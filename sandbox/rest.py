@@ -17,6 +17,7 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from . import constants as c
+from . import routing
 from .errors import RestError
 from .errors import invalid_body
 from .errors import invalid_parameter
@@ -29,20 +30,18 @@ from .limits import record_poll
 from .render import envelope_json
 from .render import envelope_summary
 from .render import recipients_json
+from .render import template_json
 from .state import Sandbox
 from .state import new_guid
+from .template import EMAIL_RE
 
 bp = Blueprint("rest", __name__, url_prefix="/restapi/v2.1/accounts/<account_id>")
 
-# deliberately simple: one "@", no spaces, a dot in the domain
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # a bare origin: scheme://host[:port], nothing else (it ends up in a CSP header)
 ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # [U] DocuSign's limits on a few string fields
 EMAIL_SUBJECT_MAX = 100
 CLIENT_USER_ID_MAX = 100
-# [U] envelopes expire this many days after sending (account default)
-ENVELOPE_EXPIRE_DAYS = 120
 
 
 def base_uri() -> str:
@@ -128,14 +127,15 @@ def _optional_str(body: dict[str, t.Any], key: str, *, where: str = "") -> str |
 # --- create ------------------------------------------------------------------------
 
 
-def _check_roles(template: dict[str, t.Any], roles: t.Any) -> list[dict[str, t.Any]]:
-    """Validate ``templateRoles`` against the template; return them in template order."""
+def _check_roles(template: dict[str, t.Any], roles: t.Any) -> dict[str, dict[str, t.Any]]:
+    """Validate ``templateRoles`` against the template's recipients; return them by role."""
     if not isinstance(roles, list) or not all(isinstance(r, dict) for r in roles):
         raise invalid_body()
+    known = {r["roleName"] for r in template["recipients"]}
     by_name: dict[str, dict[str, t.Any]] = {}
     for role in roles:
         name = role.get("roleName")
-        if not isinstance(name, str) or name not in template["roles"]:
+        if not isinstance(name, str) or name not in known:
             raise RestError(
                 c.ROLE_MISMATCH_CODE,
                 f"Role '{name}' does not exist on template {template['templateId']}.",
@@ -143,15 +143,19 @@ def _check_roles(template: dict[str, t.Any], roles: t.Any) -> list[dict[str, t.A
         if name in by_name:
             raise RestError(c.ROLE_MISMATCH_CODE, f"Role '{name}' is given more than once.")
         by_name[name] = role
-    missing = [name for name in template["roles"] if name not in by_name]
-    if missing:
+    missing = [
+        r["roleName"] for r in template["recipients"] if not r["email"] and r["roleName"] not in by_name
+    ]
+    if missing and c.PLACEHOLDER_ROLE_REQUIRED:
         raise RestError(c.ROLE_MISMATCH_CODE, f"No recipient was given for template role(s): {missing}.")
-    return [by_name[name] for name in template["roles"]]
+    return by_name
 
 
-def _check_tabs(template: dict[str, t.Any], role: dict[str, t.Any]) -> dict[str, str]:
-    """The role's tab values, keyed by label, with every template tab present."""
-    values = {label: "" for label in template["textTabs"]}
+def _check_tabs(
+    template: dict[str, t.Any], recipient: dict[str, t.Any], role: dict[str, t.Any]
+) -> dict[str, str]:
+    """The role's tab values, keyed by label, with every tab of the template recipient present."""
+    values = {tab["tabLabel"]: "" for tab in recipient["textTabs"]}
     tabs = role.get("tabs")
     if tabs is None:
         return values
@@ -176,29 +180,48 @@ def _check_tabs(template: dict[str, t.Any], role: dict[str, t.Any]) -> dict[str,
     return values
 
 
-def _make_signer(template: dict[str, t.Any], role: dict[str, t.Any], number: int) -> dict[str, t.Any]:
-    """Validate one template role and build its signer record."""
-    email = role.get("email")
-    if not isinstance(email, str) or not EMAIL_RE.match(email):
-        raise RestError(c.INVALID_EMAIL_CODE, "The email address for the recipient is invalid.")
-    name = role.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise RestError(c.INVALID_NAME_CODE, "The user name for the recipient is not specified.")
-    client_user_id = _optional_str(role, "clientUserId", where="templateRoles.")
-    if client_user_id is not None and not 0 < len(client_user_id) <= CLIENT_USER_ID_MAX:
+def client_user_id(value: t.Any, where: str) -> str | None:
+    """A ``clientUserId`` as DocuSign reads it: a string, or a JSON integer made a string.
+
+    DocuSign's own code examples send ``1000`` as a JSON number; its deserializer turns it
+    into the string ``"1000"``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is not None and not isinstance(value, str):
+        raise invalid_parameter(f"Value for '{where}clientUserId' must be a string.")
+    if value is not None and not 0 < len(value) <= CLIENT_USER_ID_MAX:
         raise invalid_parameter(f"Value for 'clientUserId' must be 1 to {CLIENT_USER_ID_MAX} characters.")
+    return value
+
+
+def _make_recipient(
+    template: dict[str, t.Any], recipient: dict[str, t.Any], role: dict[str, t.Any] | None, number: int
+) -> dict[str, t.Any]:
+    """One envelope recipient: the template's recipient, filled in or overridden by its role."""
+    if role is None:
+        email, name, cuid = recipient["email"], recipient["name"], None
+    else:
+        email = role.get("email")
+        if not isinstance(email, str) or not EMAIL_RE.match(email):
+            raise RestError(c.INVALID_EMAIL_CODE, "The email address for the recipient is invalid.")
+        name = role.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RestError(c.INVALID_NAME_CODE, "The user name for the recipient is not specified.")
+        cuid = client_user_id(role.get("clientUserId"), "templateRoles.")
     return {
         "recipientId": str(number),
         "recipientIdGuid": new_guid(),
         "userId": new_guid(),
+        "recipientType": recipient["recipientType"],
         "email": email,
         "name": name,
-        "roleName": role["roleName"],
-        # [U] single-signer routing: every signer shares routing order 1
-        "routingOrder": "1",
-        "clientUserId": client_user_id,
+        "roleName": recipient["roleName"],
+        "routingOrder": recipient["routingOrder"],
+        "clientUserId": cuid,
         "status": "created",
-        "tabs": _check_tabs(template, role),
+        "tabs": _check_tabs(template, recipient, role or {}),
+        "tabDefs": [dict(tab) for tab in recipient["textTabs"]],
     }
 
 
@@ -225,19 +248,14 @@ def _check_custom_fields(body: dict[str, t.Any]) -> list[dict[str, str]]:
 
 
 def send_envelope(sandbox: Sandbox, envelope: dict[str, t.Any]) -> None:
-    """Draft to sent: stamp the signers, then the envelope (which notifies Connect)."""
-    now = sandbox.now()
-    for signer in envelope["recipients"]:
-        signer["status"] = "sent"
-        signer["sentDateTime"] = now
-    envelope["expireDateTime"] = now + ENVELOPE_EXPIRE_DAYS * 86400
-    sandbox.set_envelope_status(envelope, "sent", now=now)
+    """Draft to sent: the first routing order is sent (see :mod:`sandbox.routing`)."""
+    routing.send(sandbox, envelope, sandbox.now())
 
 
 @bp.post("/envelopes")
 @rest_endpoint("create_envelope")
 def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response, int]:
-    """Create an envelope from a template, as a draft or sent (docusign.md §3)."""
+    """Create an envelope from a template, as a draft or sent (docs/docusign-facts.md §3)."""
     body = read_body()
     with sandbox.lock:
         template_id = body.get("templateId")
@@ -253,7 +271,13 @@ def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response,
         if subject is not None and not 0 < len(subject) <= EMAIL_SUBJECT_MAX:
             raise invalid_parameter(f"Value for 'emailSubject' must be 1 to {EMAIL_SUBJECT_MAX} characters.")
         roles = _check_roles(template, body.get("templateRoles"))
-        signers = [_make_signer(template, role, i) for i, role in enumerate(roles, start=1)]
+        recipients = [
+            _make_recipient(template, recipient, roles.get(recipient["roleName"]), 0)
+            for recipient in template["recipients"]
+            if recipient["email"] or recipient["roleName"] in roles
+        ]
+        for number, recipient in enumerate(recipients, start=1):
+            recipient["recipientId"] = str(number)
         custom_fields = _check_custom_fields(body)
         now = sandbox.now()
         envelope_id = new_guid()
@@ -267,7 +291,7 @@ def create_envelope(sandbox: Sandbox, user: dict[str, t.Any]) -> tuple[Response,
             "createdDateTime": now,
             "statusChangedDateTime": now,
             "lastModifiedDateTime": now,
-            "recipients": signers,
+            "recipients": recipients,
             "customFields": custom_fields,
             "views": [],
         }
@@ -317,7 +341,8 @@ def list_status_changes(sandbox: Sandbox, user: dict[str, t.Any]) -> Response:
     """listStatusChanges: envelopes changed since ``from_date``, optionally by custom field.
 
     Supports ``from_date`` / ``to_date`` (ISO 8601; naive times are UTC), ``envelope_ids``
-    (comma-separated), ``custom_field=<name>=<value>`` and ``include=custom_fields``. Not a
+    (comma-separated), ``status`` (comma-separated current statuses, ``any`` for all),
+    ``custom_field=<name>=<value>`` and ``include=custom_fields,recipients``. Not a
     per-envelope poll: DocuSign recommends this call for polling, so only the account's
     hourly and burst budgets are charged.
     """
@@ -328,12 +353,18 @@ def list_status_changes(sandbox: Sandbox, user: dict[str, t.Any]) -> Response:
     since = _query_time(args, "from_date")
     until = _query_time(args, "to_date")
     wanted = _custom_field_filter(args.get("custom_field"))
+    statuses = _status_filter(args.get("status"))
     include = {part.strip() for part in args.get("include", "").split(",")}
     with sandbox.lock:
         found = [
-            envelope_json(e, custom_fields="custom_fields" in include)
+            envelope_json(
+                e,
+                recipients="recipients" in include,
+                custom_fields="custom_fields" in include,
+            )
             for e in sorted(sandbox.envelopes.values(), key=lambda e: e["statusChangedDateTime"])
             if e["accountId"] == user["account_id"]
+            and (statuses is None or e["status"] in statuses)
             and (not envelope_ids or e["envelopeId"] in envelope_ids)
             and (since is None or e["statusChangedDateTime"] >= since)
             and (until is None or e["statusChangedDateTime"] <= until)
@@ -366,6 +397,17 @@ def _query_time(args: t.Mapping[str, str], name: str) -> float | None:
     return moment.timestamp()
 
 
+def _status_filter(value: str | None) -> set[str] | None:
+    """The ``status`` parameter as a set of statuses; None when absent or ``any``."""
+    if value is None or not value.strip():
+        return None
+    wanted = {part.strip().lower() for part in value.split(",") if part.strip()}
+    unknown = sorted(wanted - set(c.LIST_STATUS_VALUES))
+    if unknown:
+        raise invalid_parameter(f"Value for 'status' is not valid: {', '.join(unknown)}.")
+    return None if "any" in wanted else wanted
+
+
 def _custom_field_filter(value: str | None) -> tuple[str, str] | None:
     if value is None:
         return None
@@ -375,13 +417,35 @@ def _custom_field_filter(value: str | None) -> tuple[str, str] | None:
     return name, wanted
 
 
+# --- templates ---------------------------------------------------------------------------
+
+
+@bp.get("/templates/<template_id>")
+@rest_endpoint("get_template")
+def get_template(sandbox: Sandbox, user: dict[str, t.Any], template_id: str) -> Response:
+    """Templates_GetTemplate: the envelopeTemplate with its recipients; ``?include=tabs``
+    adds each recipient's tabs (the OpenAPI ``include`` values: powerforms, tabs,
+    documents, favorite_template_status; the emulator has only tabs)."""
+    include = {part.strip().lower() for part in request.args.get("include", "").split(",")}
+    with sandbox.lock:
+        template = sandbox.templates.get(template_id.lower())
+        if template is None:
+            raise RestError(
+                c.TEMPLATE_NOT_FOUND_CODE,
+                f"The template ID '{template_id}' is invalid.",
+                status=c.TEMPLATE_NOT_FOUND_STATUS,
+            )
+        out = template_json(template, tabs="tabs" in include)
+    return jsonify(out)
+
+
 # --- update ----------------------------------------------------------------------------
 
 
 @bp.put("/envelopes/<envelope_id>")
 @rest_endpoint("update_envelope")
 def update_envelope(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
-    """Send a draft, void a sent envelope, or keep a draft a draft (docusign.md §4)."""
+    """Send a draft, void a sent envelope, or keep a draft a draft (docs/docusign-facts.md §4)."""
     body = read_body()
     with sandbox.lock:
         envelope = find_envelope(sandbox, user, envelope_id)
@@ -442,8 +506,9 @@ def _origins(body: dict[str, t.Any], key: str) -> list[str]:
 @bp.post("/envelopes/<envelope_id>/views/recipient")
 @rest_endpoint("recipient_view")
 def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -> tuple[Response, int]:
-    """A single-use embedded signing URL for an embedded recipient (docusign.md §5)."""
+    """A single-use embedded signing URL for an embedded recipient (docs/docusign-facts.md §5)."""
     body = read_body()
+    body["clientUserId"] = client_user_id(body.get("clientUserId"), "")
     for key in ("returnUrl", "authenticationMethod", "userName", "email", "clientUserId"):
         value = body.get(key)
         if not isinstance(value, str) or not value.strip():
@@ -452,6 +517,10 @@ def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -
     parts = urlsplit(return_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise invalid_parameter("Value for 'returnUrl' must be an absolute http(s) URL.")
+    if len(return_url) > c.RETURN_URL_MAX:
+        if c.RETURN_URL_TOO_LONG_REFUSED:
+            raise invalid_parameter(f"Value for 'returnUrl' must be at most {c.RETURN_URL_MAX} characters.")
+        return_url = return_url[: c.RETURN_URL_MAX]
     frame_ancestors = _origins(body, "frameAncestors")
     message_origins = _origins(body, "messageOrigins")
     with sandbox.lock:
@@ -466,7 +535,7 @@ def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -
         signer = next(
             (
                 s
-                for s in envelope["recipients"]
+                for s in routing.signers(envelope)
                 if s["clientUserId"] is not None
                 and s["clientUserId"] == body["clientUserId"]
                 and s["name"] == body["userName"]
@@ -479,6 +548,8 @@ def recipient_view(sandbox: Sandbox, user: dict[str, t.Any], envelope_id: str) -
                 c.UNKNOWN_RECIPIENT_CODE,
                 "The recipient you have identified is not a valid recipient of the specified envelope.",
             )
+        if signer["status"] == "created":
+            raise RestError(c.RECIPIENT_NOT_IN_SEQUENCE_CODE, c.RECIPIENT_NOT_IN_SEQUENCE_MESSAGE)
         if signer["status"] not in c.VIEWABLE_STATUSES:
             raise RestError(
                 c.VIEW_INVALID_STATUS_CODE,

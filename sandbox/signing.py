@@ -1,4 +1,4 @@
-"""The embedded signing page behind a recipient-view URL (docusign.md §5)."""
+"""The embedded signing page behind a recipient-view URL (docs/docusign-facts.md §5)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from . import constants as c
+from . import routing
 from .errors import PageError
 from .errors import frame_ancestors_policy
 from .limits import get_sandbox
@@ -38,6 +39,25 @@ def with_event(url: str, event: str) -> str:
     extra = urlencode({"event": event})
     query = f"{parts.query}&{extra}" if parts.query else extra
     return urlunsplit(parts._replace(query=query))
+
+
+def signing_fields(signer: dict[str, t.Any]) -> list[dict[str, str]]:
+    """The fields the signing page shows: each tab's readable text (its ``tooltip``, else
+    its label) and value, leaving out empty optional tabs."""
+    fields = []
+    for tab in signer["tabDefs"]:
+        value = signer["tabs"].get(tab["tabLabel"], "")
+        if not value and tab["required"] != "true":
+            continue
+        fields.append(
+            {
+                "label": tab["tabLabel"],
+                "text": tab.get("tooltip") or tab["tabLabel"],
+                "value": value,
+                "required": tab["required"],
+            }
+        )
+    return fields
 
 
 def _signer(envelope: dict[str, t.Any], recipient_id: str) -> dict[str, t.Any]:
@@ -90,15 +110,13 @@ def redeem(token: str) -> Response:
             "expires": now + SIGNING_SESSION_TTL,
             "closed": None,
         }
-        if signer["status"] == "sent":
-            signer["status"] = "delivered"
-            signer["deliveredDateTime"] = now
-        if envelope["status"] == "sent":
-            sandbox.set_envelope_status(envelope, "delivered", now=now)
+        routing.deliver(sandbox, envelope, signer, now)
         html = render_template(
             "signing.html",
             envelope=envelope,
             signer=signer,
+            fields=signing_fields(signer),
+            next_signers=routing.next_signers(envelope, signer),
             session_id=session_id,
             actions=tuple(c.SIGNING_EVENTS),
         )
@@ -146,15 +164,9 @@ def _apply(
     """The status transitions of one signer action (caller holds the lock)."""
     now = sandbox.now()
     if action == "sign":
-        signer["status"] = "completed"
-        signer["signedDateTime"] = now
-        if all(s["status"] == "completed" for s in envelope["recipients"]):
-            sandbox.set_envelope_status(envelope, "completed", now=now)
+        routing.sign(sandbox, envelope, signer, now)
     elif action == "decline":
-        signer["status"] = "declined"
-        signer["declinedDateTime"] = now
-        signer["declinedReason"] = reason or None
-        sandbox.set_envelope_status(envelope, "declined", now=now)
+        routing.decline(sandbox, envelope, signer, reason, now)
 
 
 def init_app(app: Flask) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections import deque
 
 from . import constants as c
+from .template import build_template
 
 if t.TYPE_CHECKING:
     from .connect import ConnectNotifier
@@ -72,7 +73,7 @@ class Sandbox:
             }
             self.consents: set[tuple[str, str]] = set()
             self.templates: dict[str, dict[str, t.Any]] = {
-                tpl["templateId"]: copy.deepcopy(dict(tpl)) for tpl in c.SEED_TEMPLATES
+                tpl["templateId"]: build_template(copy.deepcopy(dict(tpl))) for tpl in c.SEED_TEMPLATES
             }
             self.envelopes: dict[str, dict[str, t.Any]] = {}
             self.tokens: dict[str, dict[str, t.Any]] = {}
@@ -104,13 +105,19 @@ class Sandbox:
     # --- envelopes --------------------------------------------------------
 
     def set_envelope_status(
-        self, envelope: dict[str, t.Any], status: str, *, now: float | None = None
+        self,
+        envelope: dict[str, t.Any],
+        status: str,
+        *,
+        now: float | None = None,
+        notify: bool = True,
     ) -> None:
         """Change an envelope's status, stamp its dates and publish to Connect.
 
         :param envelope: the internal record (caller holds the lock)
         :param status: the new status
         :param now: the time of the change (default: the emulator clock now)
+        :param notify: publish ``envelope-<status>`` now (False: the caller does, later)
         """
         now = self.now() if now is None else now
         envelope["status"] = status
@@ -127,5 +134,17 @@ class Sandbox:
             envelope[stamp] = now
         if status == "sent" and envelope.get("initialSentDateTime") is None:
             envelope["initialSentDateTime"] = now
-        if status in c.CONNECTED_STATUSES and self.connect is not None:
-            self.connect.publish(envelope)
+        if notify:
+            self.notify(envelope, f"envelope-{status}")
+
+    def notify(self, envelope: dict[str, t.Any], event: str, recipient_id: str | None = None) -> None:
+        """Queue one Connect message (``envelope-<status>`` or ``recipient-<status>``).
+
+        :param envelope: the internal record (caller holds the lock)
+        :param event: the event name
+        :param recipient_id: the recipient of a ``recipient-*`` event
+        """
+        kind, _, status = event.partition("-")
+        statuses = c.CONNECTED_STATUSES if kind == "envelope" else c.CONNECTED_RECIPIENT_STATUSES
+        if status in statuses and self.connect is not None:
+            self.connect.publish(envelope, event, recipient_id)

@@ -1,4 +1,4 @@
-"""REST: auth, account, create from template, read, update (docusign.md §3, §4, §6, §7)."""
+"""REST: auth, account, create from template, read, update (docs/docusign-facts.md §3, §4, §6, §7)."""
 
 from __future__ import annotations
 
@@ -266,10 +266,12 @@ def test_get_envelope_include_recipients(make_ds):
 def test_recipients_shape(ds):
     eid = ds.sent_envelope()
     body = ds.rest("GET", f"/envelopes/{eid}/recipients").get_json()
-    assert body["recipientCount"] == "1"
+    # the membership template: Member (1), a preset Countersigner (2), a Legal copy (3)
+    assert body["recipientCount"] == "3"
     assert body["currentRoutingOrder"] == "1"
+    (cc,) = body["carbonCopies"]
+    assert (cc["roleName"], cc["routingOrder"], cc["status"]) == ("Legal", "3", "created")
     for key in (
-        "carbonCopies",
         "certifiedDeliveries",
         "agents",
         "editors",
@@ -281,7 +283,9 @@ def test_recipients_shape(ds):
         "participants",
     ):
         assert body[key] == []
-    (signer,) = body["signers"]
+    signer, countersigner = body["signers"]
+    assert (countersigner["roleName"], countersigner["routingOrder"]) == ("Countersigner", "2")
+    assert countersigner["status"] == "created" and "clientUserId" not in countersigner
     assert signer["recipientId"] == "1"
     assert signer["routingOrder"] == "1"
     assert signer["status"] == "sent"

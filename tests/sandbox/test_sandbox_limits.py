@@ -15,6 +15,10 @@ MISSING = "00000000-0000-0000-0000-000000000000"
 def limit_error(resp, code):
     assert resp.status_code == c.RATE_LIMIT_STATUS, resp.get_json()
     assert resp.get_json()["errorCode"] == code
+    if not c.RATE_LIMIT_SENDS_RETRY_AFTER:
+        # DocuSign documents no Retry-After on its limit errors (see constants.py)
+        assert "Retry-After" not in resp.headers
+        return None
     return int(resp.headers["Retry-After"])
 
 
@@ -51,8 +55,9 @@ def test_hourly_limit_resets_at_the_top_of_the_hour(make_ds):
     wait = limit_error(resp, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED")
     assert resp.headers["X-RateLimit-Remaining"] == "0"
     reset = int(resp.headers["X-RateLimit-Reset"])
-    assert 0 < wait <= 3600
-    assert ds.state.now() + wait >= reset - 1
+    if wait is not None:
+        assert 0 < wait <= 3600
+        assert ds.state.now() + wait >= reset - 1
     ds.advance(reset - ds.state.now() + 0.01)
     resp = ds.create()
     assert resp.status_code == 201
@@ -64,7 +69,8 @@ def test_burst_limit(make_ds):
     assert ds.create().headers["X-BurstLimit-Remaining"] == "1"
     assert ds.create().headers["X-BurstLimit-Remaining"] == "0"
     wait = limit_error(ds.create(), "BURST_APIINVOCATION_LIMIT_EXCEEDED")
-    assert 0 < wait <= 30
+    if wait is not None:
+        assert 0 < wait <= 30
     ds.advance(30)
     resp = ds.create()
     assert resp.status_code == 201
@@ -76,7 +82,8 @@ def test_envelope_poll_limit(ds):
     eid = ds.sent_envelope()
     assert ds.rest("GET", f"/envelopes/{eid}").status_code == 200
     wait = limit_error(ds.rest("GET", f"/envelopes/{eid}"), c.POLL_LIMIT_CODE)
-    assert 890 <= wait <= 900
+    if wait is not None:
+        assert 890 <= wait <= 900
     limit_error(ds.rest("GET", f"/envelopes/{eid}/recipients"), c.POLL_LIMIT_CODE)
     # other envelopes and other calls are not affected
     other = ds.sent_envelope()

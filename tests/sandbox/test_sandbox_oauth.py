@@ -1,4 +1,4 @@
-"""JWT grant, userinfo and consent page (docusign.md §1-2)."""
+"""JWT grant, userinfo and consent page (docs/docusign-facts.md §1-2)."""
 
 from __future__ import annotations
 

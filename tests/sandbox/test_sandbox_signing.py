@@ -1,4 +1,4 @@
-"""Recipient view and the embedded signing page (docusign.md §4, §5)."""
+"""Recipient view and the embedded signing page (docs/docusign-facts.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ def test_signing_page_marks_delivered_and_shows_values(ds):
     assert "<script" not in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
     record = ds.record(eid)
-    assert record["status"] == "delivered"
+    # the membership template routes on to a countersigner, who has not opened it yet
+    assert record["status"] == "sent"
     assert record["recipients"][0]["status"] == "delivered"
 
 
@@ -214,6 +215,11 @@ def test_sign(ds):
     where, query = _redirect(ds.client.post(actions(page)["sign"]))
     assert where == "https://partner.example/back"
     assert query == {"ref": ["7"], "event": ["signing_complete"]}
+    record = ds.record(eid)
+    # the membership template's countersigner (routing order 2) signs next
+    assert record["status"] == "sent"
+    assert [r["status"] for r in record["recipients"]] == ["completed", "sent", "created"]
+    ds.control(f"/envelopes/{eid}/recipients/2/sign")
     body = ds.rest("GET", f"/envelopes/{eid}?include=recipients").get_json()
     assert body["status"] == "completed"
     assert "completedDateTime" in body
@@ -238,7 +244,7 @@ def test_cancel_changes_nothing(ds):
     page = ds.client.get(ds.signing_path(eid))
     _, query = _redirect(ds.client.post(actions(page)["cancel"]))
     assert query["event"] == ["cancel"]
-    assert ds.record(eid)["status"] == "delivered"
+    assert ds.record(eid)["status"] == "sent"  # the countersigner has not opened it yet
     # the session is over, but a new view can be requested and signed
     assert ds.client.post(actions(page)["sign"]).status_code == 410
     page = ds.client.get(ds.signing_path(eid))
@@ -274,7 +280,7 @@ def test_session_timeout(ds):
     ds.advance(3600)
     _, query = _redirect(ds.client.post(actions(page)["sign"]))
     assert query["event"] == ["session_timeout"]
-    assert ds.record(eid)["status"] == "delivered"
+    assert ds.record(eid)["status"] == "sent"  # the countersigner has not opened it yet
 
 
 def test_unknown_session_or_action(ds):
