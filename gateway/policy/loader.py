@@ -124,6 +124,7 @@ def _build(data: dict[str, t.Any], source: str) -> Policy:
         message_origins=tuple(data["message_origins"]),
         templates=types.MappingProxyType(templates),
         source=source,
+        webhook_url=data["webhook_url"],
     )
 
 

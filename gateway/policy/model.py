@@ -101,6 +101,7 @@ class Policy:
     message_origins: tuple[str, ...]
     templates: t.Mapping[str, TemplatePolicy]
     source: str
+    webhook_url: str | None = None
 
     def allows(self, operation: str) -> bool:
         """Whether the policy lists `operation`."""

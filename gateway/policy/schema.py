@@ -54,6 +54,13 @@ def _check_return_url(value: str) -> None:
 
 
 @_validation
+def _check_webhook_url(value: str) -> None:
+    url = parse_url(value)
+    if url.scheme != "https" and not url.is_loopback:
+        raise UrlRejected("must use https (http is only allowed for loopback hosts)")
+
+
+@_validation
 def _check_origin(value: str) -> None:
     url = parse_url(value)
     if url.scheme != "https" and not url.is_loopback:
@@ -301,6 +308,10 @@ class PolicySchema(_StrictSchema):
         "Origins DocuSign posts signing-session messages to (DocuSign messageOrigins).",
         load_default=list,
         validate=validate.Length(max=10, error="must have at most 10 entries"),
+    )
+    webhook_url = _string(
+        "Where the gateway POSTs this partner's signed envelope events (Standard Webhooks).",
+        load_default=None, validate=_check_webhook_url,
     )
     templates = _Table(
         _string("The template alias partners use.", validate=_name("template alias", NAME_RE)),

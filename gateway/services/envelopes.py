@@ -8,7 +8,16 @@ status only when it is news: Connect delivers at least once and in no guaranteed
 so the newer `as_of` wins, and a final status never moves. The gateway's own step (a
 draft it sent) goes through `mark_sent`. Nothing else writes a status.
 
-Vocabulary: DocuSign's envelope statuses (docs/docusign-facts.md §6).
+Two statuses per envelope: `status`, the envelope's, and `signer_status`, the partner's
+own signer's recipient status. They differ when the template routes the envelope on to
+the owner's people after the partner's signer: the signer is `completed` while the
+envelope waits for the countersignature. The envelope status is ordered by DocuSign's
+clock (`as_of`); the signer's status only ever moves forward (`SIGNER_RANK`), since a
+recipient never goes back from signed to sent. Every change that a partner may want to
+hear of is queued as a webhook event in the same transaction (`webhook_outbox`).
+
+Vocabulary: DocuSign's envelope and recipient statuses (docs/docusign-facts.md §6, §11).
+The states and transitions are tabled in docs/embedded-signing.md.
 """
 
 from __future__ import annotations
@@ -16,16 +25,42 @@ from __future__ import annotations
 import datetime as dt
 import time
 import typing as t
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from gateway import store
+from gateway.services import webhook_outbox
 
 #: every envelope status the gateway stores and answers with
 STATUSES = ("created", "sent", "delivered", "signed", "completed", "declined", "voided")
 #: statuses after which nothing changes: no signing session, no poll, no later event applies
 FINAL = frozenset({"completed", "declined", "voided"})
 KNOWN = frozenset(STATUSES)
+#: the signer's recipient status, in the order it can move (equal ranks never replace each
+#: other); completed and declined are final
+SIGNER_RANK = {"created": 0, "sent": 1, "autoresponded": 1, "delivered": 2, "faxpending": 2,
+               "signed": 3, "completed": 4, "declined": 4}
+SIGNER_FINAL = frozenset({"completed", "declined"})
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What DocuSign said about one envelope: either part may be unknown (None)."""
+
+    status: str | None
+    signer_status: str | None
+    as_of: float | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change the state machine applied: the statuses before and after."""
+
+    envelope_id: str
+    partner_id: int
+    before: tuple[str, str | None]
+    after: tuple[str, str | None]
 
 #: built once: the hot path of every status read binds parameters only
 _OWNED = sa.select(store.envelopes).where(
@@ -116,16 +151,20 @@ def _ensure_upstream_row(conn: sa.Connection, envelope_id: str, now: float) -> N
     conn.execute(dialect_insert(up).values(**values).on_conflict_do_nothing())
 
 
-def record_upstream_status(conn: sa.Connection, envelope_id: str, status: str, *,
-                           as_of: float | None, source: str, last_event: str | None,
-                           now: float) -> bool:
-    """Apply a status DocuSign reported, if it is news; True when the envelope row changed.
+def signer_status_in(envelope: t.Mapping[str, t.Any], client_user_id: str) -> str | None:
+    """The embedded signer's recipient status in an envelope (or a Connect summary)."""
+    recipients = envelope.get("recipients")
+    signers = recipients.get("signers") if isinstance(recipients, dict) else None
+    for signer in signers if isinstance(signers, list) else ():
+        if isinstance(signer, dict) and str(signer.get("clientUserId") or "") == client_user_id:
+            status = signer.get("status")
+            return status if status in SIGNER_RANK else None
+    return None
 
-    Both decisions are conditional UPDATEs, so two deliveries racing each other cannot
-    undo one another: the newer `as_of` wins, and a final status never moves. A status
-    with no date at all cannot be ordered, so only a final one (which nothing overrides)
-    is taken.
-    """
+
+def _apply_envelope_status(conn: sa.Connection, envelope_id: str, status: str,
+                           as_of: float | None, source: str, now: float) -> bool:
+    """Record DocuSign's envelope status in `envelope_upstream` if it is newer; True if so."""
     up = store.envelope_upstream
     _ensure_upstream_row(conn, envelope_id, now)
     newer = up.c.envelope_id == envelope_id
@@ -137,16 +176,64 @@ def record_upstream_status(conn: sa.Connection, envelope_id: str, status: str, *
         status=status, as_of=as_of if as_of is not None else up.c.as_of, source=source,
         received_at=now,
     ))
-    if fresh.rowcount != 1:
+    return fresh.rowcount == 1
+
+
+def _signer_moves(current: str | None, new: str | None) -> bool:
+    if new is None or current in SIGNER_FINAL:
         return False
+    return SIGNER_RANK[new] > SIGNER_RANK.get(current or "", -1)
+
+
+def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *,
+                    source: str, last_event: str | None, now: float) -> Change | None:
+    """Apply what DocuSign reported, if it is news; the change made, None when none.
+
+    The envelope status: the newer `as_of` wins (a conditional UPDATE, so two deliveries
+    racing cannot undo one another), a final status never moves, and a status with no
+    date at all is taken only when final. The signer status only moves forward. A
+    change is queued for the partner's webhook in this same transaction.
+    """
     env = store.envelopes
-    values: dict[str, t.Any] = {"status": status, "updated_at": now}
+    row = conn.execute(sa.select(env.c.partner_id, env.c.status, env.c.signer_status)
+                       .where(env.c.envelope_id == envelope_id)).first()
+    if row is None:
+        return None
+    values: dict[str, t.Any] = {}
+    status = reported.status
+    if (status in KNOWN and _apply_envelope_status(conn, envelope_id, status, reported.as_of,
+                                                   source, now)
+            and row.status not in FINAL):
+        values["status"] = status
+    if _signer_moves(row.signer_status, reported.signer_status):
+        values["signer_status"] = reported.signer_status
+    if not values:
+        return None
+    values["updated_at"] = now
     if last_event is not None:
         values["last_event"] = last_event
-    changed = conn.execute(env.update()
-                           .where(env.c.envelope_id == envelope_id, env.c.status.not_in(FINAL))
-                           .values(**values))
-    return changed.rowcount == 1
+    # conditional on what was read: a concurrent writer's change is not overwritten
+    same_signer = (env.c.signer_status.is_(None) if row.signer_status is None
+                   else env.c.signer_status == row.signer_status)
+    changed = conn.execute(env.update().where(
+        env.c.envelope_id == envelope_id, env.c.status == row.status, same_signer,
+    ).values(**values))
+    if changed.rowcount != 1:
+        return None
+    change = Change(envelope_id, row.partner_id, (row.status, row.signer_status),
+                    (values.get("status", row.status), values.get("signer_status", row.signer_status)))
+    if change.before != change.after:
+        webhook_outbox.enqueue(conn, change, now=now)
+    return change
+
+
+def record_upstream_status(conn: sa.Connection, envelope_id: str, status: str, *,
+                           as_of: float | None, source: str, last_event: str | None,
+                           now: float) -> bool:
+    """Apply an envelope status alone (no signer status known); True when the row changed."""
+    change = record_upstream(conn, envelope_id, Reported(status, None, as_of), source=source,
+                             last_event=last_event, now=now)
+    return change is not None
 
 
 def status_body(row: t.Any) -> dict[str, t.Any]:
@@ -154,6 +241,7 @@ def status_body(row: t.Any) -> dict[str, t.Any]:
     return {
         "envelope_id": row.envelope_id,
         "status": row.status,
+        "signer_status": row.signer_status,
         "template": row.template_alias,
         "reference": row.reference,
         "created_at": iso(row.created_at),

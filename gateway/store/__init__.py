@@ -19,7 +19,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: what `gateway init` runs to bring an older database up to SCHEMA_VERSION (new tables
+#: are created by `create_all`); version -> statements taking it to version + 1
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE envelopes ADD COLUMN signer_status VARCHAR(32)",),
+}
 
 metadata = sa.MetaData()
 
@@ -63,6 +68,9 @@ envelopes = sa.Table(
     # vault-encrypted JSON {"name", "email"}: needed to open the signing session
     sa.Column("signer_enc", sa.Text, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
+    # the partner's own signer's recipient status (it completes before the envelope does
+    # when the template routes on to a countersigner)
+    sa.Column("signer_status", sa.String(32)),
     sa.Column("last_event", sa.String(64)),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
@@ -135,6 +143,30 @@ used_tokens = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
 
+# The partner-webhook outbox: written in the same transaction as the status change that
+# causes the event, delivered at least once by the one sender of the fleet.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # the Standard Webhooks `webhook-id`: the same on every attempt, so receivers deduplicate
+    sa.Column("event_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("partner_id", sa.Integer, sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("envelope_id", sa.String(64), nullable=False, index=True),
+    sa.Column("type", sa.String(40), nullable=False),
+    # the exact JSON body sent on every attempt
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # pending -> delivered | failed (retries exhausted or 410) | held (no webhook_url now)
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_attempt_at", sa.Float),
+    # "HTTP 500", "timeout", "refused: private address", ...: never a secret
+    sa.Column("last_result", sa.String(128)),
+    sa.Column("delivered_at", sa.Float),
+)
+
 admins = sa.Table(
     "admins",
     metadata,
@@ -195,11 +227,24 @@ def init_db(engine: sa.Engine) -> bool:
     with engine.begin() as conn:
         existing = sa.inspect(conn).has_table("meta")
         if existing:
+            _migrate(conn)
             check_schema(conn)
         metadata.create_all(conn)
         if not existing:
             conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
     return not existing
+
+
+def _migrate(conn: sa.Connection) -> None:
+    """Bring an older schema up to SCHEMA_VERSION, one version at a time."""
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).first()
+    version = int(row[0]) if row is not None else SCHEMA_VERSION
+    while version < SCHEMA_VERSION:
+        for statement in MIGRATIONS[version]:
+            conn.execute(sa.text(statement))
+        version += 1
+        conn.execute(meta.update().where(meta.c.name == "schema_version")
+                     .values(value=str(version)))
 
 
 def check_schema(conn: sa.Connection) -> None:
@@ -210,6 +255,9 @@ def check_schema(conn: sa.Connection) -> None:
         raise SchemaMismatch("the database is not initialised; run `gateway init`") from None
     if row is None:
         raise SchemaMismatch("the database is not initialised; run `gateway init`")
+    if int(row[0]) < SCHEMA_VERSION:
+        raise SchemaMismatch(f"the database has schema version {row[0]}; run `gateway init` "
+                             f"to upgrade it to {SCHEMA_VERSION}")
     if int(row[0]) != SCHEMA_VERSION:
         raise SchemaMismatch(
             f"the database has schema version {row[0]}, this gateway needs {SCHEMA_VERSION}"
