@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import typing as t
 
 import click
 
@@ -36,7 +37,7 @@ def audit_command(partner: str | None, since: str | None, limit: int, as_json: b
         click.echo(json.dumps(row) if as_json else _line(row))
 
 
-def _line(row: dict[str, object]) -> str:
+def _line(row: dict[str, t.Any]) -> str:
     return (f"{common.when(row['at'])} {row['partner'] or '-':<16} {row['operation']:<16} "
             f"{row['method'] or ''} {row['path'] or ''} -> {row['status']} "
             f"{row['code'] or ''} {row['envelope_id'] or ''} {row['latency_ms']}ms")
