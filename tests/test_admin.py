@@ -149,7 +149,7 @@ def test_admin_list_set_password_and_delete(app, gateway_env, root):
 
 
 def test_init_offers_to_create_the_first_admin(app, gateway_env, monkeypatch):
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(cli.common, "interactive", lambda: True)
     result = gateway_env.invoke(cli.cli, ["init"], input=f"first\n{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0, result.output
     assert "admin 'first' created" in result.output

@@ -9,7 +9,9 @@ handled by `gateway.web.proxy`.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import typing as t
 
 from flask import Flask
@@ -32,6 +34,28 @@ def preflight(app: Flask, *, workers: int) -> None:
     if workers > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         raise CLIError("several workers need shared rate-limit counters: set "
                        "RATELIMIT_STORAGE_URI=redis://... (memory:// counts per worker)")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail in one line when the address cannot be bound, before gunicorn tries (and retries).
+
+    The test socket is closed again at once; SO_REUSEADDR matches gunicorn's own bind, so a
+    port only held by connections in TIME_WAIT still counts as free.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CLIError(f"port {port} is in use; stop what uses it or pick "
+                               "another with --port") from None
+            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -168,3 +168,13 @@ def test_console_script_never_prints_a_traceback(tmp_path: Path) -> None:
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr + proc.stdout
         assert proc.stderr.strip().startswith("error: ") or "Error:" in proc.stderr
+
+
+def test_signing_keys_group_and_its_hidden_old_name(owner: CliRunner) -> None:
+    run(owner, "init")
+    assert run(owner, "signing-keys", "rotate").output.startswith("new signing key ")
+    states = [line.split()[1] for line in run(owner, "signing-keys", "list").output.splitlines()]
+    assert states == ["active", "retired"]
+    assert run(owner, "keys", "list-signing").output.splitlines()[0].split()[1] == "active"
+    listing = run(owner, "--help").output
+    assert "signing-keys" in listing and "  keys " not in listing
