@@ -21,9 +21,9 @@ def init() -> None:
     """
     from gateway import store
     from gateway.services import partner_keys as keys
+    from gateway.services import signing_keys
     from gateway.store import vault
     from gateway.web import admin
-    from gateway.services import signing_keys
 
     with common.gateway_app(ready=False) as app:
         made_key = False

@@ -245,6 +245,7 @@ def _finish_request(response: Response) -> Response:
             path=request.url_rule.rule if request.endpoint == "return_relay.relay" else request.path,
             latency_ms=round(latency_ms, 3),
             request_id=g.get("request_id"),
+            detail=g.get("audit_detail"),
         )
     except sa.exc.SQLAlchemyError:
         # an audit write failing must be loud in the logs, but the answer is already decided

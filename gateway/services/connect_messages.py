@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import requests
 import sqlalchemy as sa
@@ -117,8 +118,24 @@ def configure_sandbox_connect(sandbox_url: str, listener_url: str, hmac_secrets:
 
 
 
-def status_of(message: Mapping[str, t.Any]) -> tuple[str | None, str | None, float | None]:
-    """(envelope id, status, as_of) from a JSON SIM message; None parts when absent."""
+@dataclass(frozen=True)
+class ConnectMessage:
+    """What the gateway reads from one JSON SIM message (None parts when absent)."""
+
+    envelope_id: str | None
+    status: str | None
+    as_of: float | None
+    event: str
+    summary: Mapping[str, t.Any]
+
+
+def read_message(message: Mapping[str, t.Any]) -> ConnectMessage:
+    """The envelope, its status and DocuSign's time stamp from a JSON SIM message.
+
+    Recipient events (`recipient-completed`, ...) carry the envelope summary too, with
+    its recipients when the Connect configuration includes them (docs/docusign-facts.md
+    §13): the signer's status is read from there by its clientUserId.
+    """
     data = message.get("data")
     data = data if isinstance(data, dict) else {}
     summary = data.get("envelopeSummary")
@@ -131,4 +148,5 @@ def status_of(message: Mapping[str, t.Any]) -> tuple[str | None, str | None, flo
         status = _EVENT_STATUS.get(str(message.get("event")))
     as_of = envelopes.parse_time(summary.get("statusChangedDateTime")) or envelopes.parse_time(
         message.get("generatedDateTime"))
-    return envelope_id, status, as_of
+    event = str(message.get("event") or f"envelope-{status}")[:64]
+    return ConnectMessage(envelope_id, status, as_of, event, summary)

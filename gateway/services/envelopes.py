@@ -101,7 +101,8 @@ def insert(conn: sa.Connection, *, envelope_id: str, partner_id: int, template_a
     conn.execute(store.envelopes.insert().values(
         envelope_id=envelope_id, partner_id=partner_id, template_alias=template_alias,
         reference=reference, client_user_id=client_user_id, signer_enc=signer_enc,
-        status=status, created_at=now, updated_at=now,
+        status=status, signer_status="created" if status == "created" else None,
+        created_at=now, updated_at=now,
     ))
 
 
@@ -111,7 +112,7 @@ def mark_sent(envelope_id: str) -> None:
     with store.transaction() as conn:
         conn.execute(env.update()
                      .where(env.c.envelope_id == envelope_id, env.c.status == "created")
-                     .values(status="sent", updated_at=time.time()))
+                     .values(status="sent", signer_status="sent", updated_at=time.time()))
 
 
 def record_event(conn: sa.Connection, envelope_id: str, event: str, *, now: float) -> None:
@@ -128,10 +129,12 @@ def mark_checked(conn: sa.Connection, envelope_id: str, *, now: float) -> None:
                  .values(upstream_checked_at=now))
 
 
-def current_status(conn: sa.Connection, envelope_id: str) -> str:
+def current_statuses(conn: sa.Connection, envelope_id: str) -> tuple[str, str | None]:
+    """(status, signer_status) as the gateway's record has them now."""
     env = store.envelopes
-    return str(conn.execute(sa.select(env.c.status)
-                            .where(env.c.envelope_id == envelope_id)).scalar_one())
+    row = conn.execute(sa.select(env.c.status, env.c.signer_status)
+                       .where(env.c.envelope_id == envelope_id)).one()
+    return str(row.status), row.signer_status
 
 
 def _ensure_upstream_row(conn: sa.Connection, envelope_id: str, now: float) -> None:
@@ -201,6 +204,9 @@ def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *
         return None
     values: dict[str, t.Any] = {}
     status = reported.status
+    if status == "completed" and reported.signer_status is None:
+        # DocuSign completes an envelope only when every signer has signed
+        reported = Reported(status, "completed", reported.as_of)
     if (status in KNOWN and _apply_envelope_status(conn, envelope_id, status, reported.as_of,
                                                    source, now)
             and row.status not in FINAL):
@@ -234,6 +240,11 @@ def record_upstream_status(conn: sa.Connection, envelope_id: str, status: str, *
     change = record_upstream(conn, envelope_id, Reported(status, None, as_of), source=source,
                              last_event=last_event, now=now)
     return change is not None
+
+
+def describe(statuses: tuple[str, str | None]) -> str:
+    """`status=sent signer_status=completed`: the audit trail's note of a status."""
+    return f"status={statuses[0]} signer_status={statuses[1] or '-'}"
 
 
 def status_body(row: t.Any) -> dict[str, t.Any]:

@@ -78,7 +78,7 @@ def read_relay_token(token: str) -> dict[str, t.Any]:
 
 
 def gateway_token(*, partner: str, envelope_id: str, event: str, status: str,
-                  reference: str | None = None) -> str:
+                  signer_status: str | None = None, reference: str | None = None) -> str:
     """The proof for the partner: ES256 with `kid`, verifiable with the published JWKS."""
     _, signing = signing_keys.load()
     now = time.time()
@@ -86,7 +86,8 @@ def gateway_token(*, partner: str, envelope_id: str, event: str, status: str,
     issued = int(now)
     claims = {
         "iss": public_url(), "aud": partner, "sub": envelope_id, "envelope_id": envelope_id,
-        "event": event, "status": status, "reference": reference, "iat": issued,
+        "event": event, "status": status, "signer_status": signer_status,
+        "reference": reference, "iat": issued,
         "exp": issued + current_app.config["GATEWAY_TOKEN_TTL"], "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, key["private_pem"], algorithm=SIGNING_ALGORITHM,

@@ -67,7 +67,9 @@ def open_session(row: t.Any, partner_id: int, policy: Policy, return_url: str) -
 class Recorded(t.NamedTuple):
     partner: str
     status: str
+    signer_status: str | None
     reference: str | None
+    client_user_id: str
 
 
 def spend(claims: dict[str, t.Any], event: str) -> Recorded:
@@ -83,8 +85,8 @@ def spend(claims: dict[str, t.Any], event: str) -> Recorded:
             conn.execute(store.used_tokens.insert().values(jti=claims["jti"],
                                                            expires_at=claims["exp"]))
             row = conn.execute(
-                sa.select(env.c.status, env.c.reference, store.partners.c.name,
-                          store.partners.c.revoked_at)
+                sa.select(env.c.status, env.c.signer_status, env.c.reference,
+                          env.c.client_user_id, store.partners.c.name, store.partners.c.revoked_at)
                 .select_from(env.join(store.partners))
                 .where(env.c.envelope_id == claims["env"], env.c.partner_id == claims["ptn"])
             ).first()
@@ -97,25 +99,30 @@ def spend(claims: dict[str, t.Any], event: str) -> Recorded:
             envelopes.record_event(conn, claims["env"], event, now=now)
     except sa.exc.IntegrityError:
         raise RelayRejected("This signing link was already used.") from None
-    return Recorded(row.name, row.status, row.reference)
+    return Recorded(row.name, row.status, row.signer_status, row.reference, row.client_user_id)
 
 
-def confirm(envelope_id: str, status: str) -> str:
-    """One upstream read to confirm a claimed outcome; the browser's word is not enough."""
-    if status in envelopes.FINAL:
-        return status  # Connect (or an earlier read) already settled it
+def confirm(envelope_id: str, recorded: Recorded) -> tuple[str, str | None]:
+    """(status, signer_status) after one upstream read that confirms a claimed outcome.
+
+    The browser's word is not enough: DocuSign's envelope, with its recipients, says
+    whether the partner's signer really signed (or declined), even while the envelope
+    waits for a countersignature.
+    """
+    known = (recorded.status, recorded.signer_status)
+    if recorded.status in envelopes.FINAL or recorded.signer_status in envelopes.SIGNER_FINAL:
+        return known  # Connect (or an earlier read) already settled it
     try:
         upstream = get_client().get_envelope(
             envelope_id, budget=current_app.config["RETURN_CONFIRM_BUDGET"])
     except errors.GatewayError:
-        return status  # unconfirmed: the token says what we know, Connect will settle it
-    claimed = upstream.get("status")
+        return known  # unconfirmed: the token says what we know, Connect will settle it
+    reported = envelopes.Reported(
+        upstream.get("status"), envelopes.signer_status_in(upstream, recorded.client_user_id),
+        envelopes.parse_time(upstream.get("statusChangedDateTime")))
     now = time.time()
     with store.transaction() as conn:
-        if claimed in envelopes.KNOWN:
-            envelopes.record_upstream_status(
-                conn, envelope_id, claimed, source="read", last_event=None, now=now,
-                as_of=envelopes.parse_time(upstream.get("statusChangedDateTime")),
-            )
+        envelopes.record_upstream(conn, envelope_id, reported, source="read", last_event=None,
+                                  now=now)
         envelopes.mark_checked(conn, envelope_id, now=now)
-        return envelopes.current_status(conn, envelope_id)
+        return envelopes.current_statuses(conn, envelope_id)

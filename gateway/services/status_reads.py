@@ -71,9 +71,10 @@ def refresh(row: t.Any, partner_id: int) -> t.Any:
         unclaim_poll(row.envelope_id, claimed_at, row.upstream_checked_at)
         raise
     # conditional on DocuSign's own clock: a Connect event that landed during the read wins
+    reported = envelopes.Reported(
+        upstream.get("status", row.status), envelopes.signer_status_in(upstream, row.client_user_id),
+        envelopes.parse_time(upstream.get("statusChangedDateTime")))
     with store.transaction() as conn:
-        envelopes.record_upstream_status(
-            conn, row.envelope_id, upstream.get("status", row.status), source="poll",
-            last_event=None, now=time.time(),
-            as_of=envelopes.parse_time(upstream.get("statusChangedDateTime")))
+        envelopes.record_upstream(conn, row.envelope_id, reported, source="poll",
+                                  last_event=None, now=time.time())
         return envelopes.find_owned(conn, row.envelope_id, partner_id)

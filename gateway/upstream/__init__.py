@@ -432,12 +432,13 @@ class DocuSignClient:
         return url
 
     def get_envelope(self, envelope_id: str, *, budget: float | None = None) -> dict[str, t.Any]:
-        """DocuSign's Envelope object (status and timestamps).
+        """DocuSign's Envelope object (status, timestamps and recipients with their statuses).
 
         :param budget: seconds for the whole call, retries included, when shorter than the
             client's total budget (the return relay keeps a signer's browser waiting)
         """
-        return self._rest("get_envelope", "GET", f"/envelopes/{_path_id(envelope_id)}",
+        return self._rest("get_envelope", "GET",
+                          f"/envelopes/{_path_id(envelope_id)}?include=recipients",
                           idempotent=True, budget=budget)
 
     def find_envelopes(self, *, custom_field: tuple[str, str], since: float) -> list[dict[str, t.Any]]:

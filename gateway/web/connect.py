@@ -32,8 +32,8 @@ from gateway import store
 from gateway.services import envelopes
 from gateway.services.connect_messages import SignatureInvalid
 from gateway.services.connect_messages import load_secrets
+from gateway.services.connect_messages import read_message
 from gateway.services.connect_messages import signature_headers
-from gateway.services.connect_messages import status_of
 from gateway.services.connect_messages import verify
 
 log = logging.getLogger(__name__)
@@ -80,25 +80,27 @@ def docusign_connect() -> Response:
         raise errors.MalformedJSON("The Connect message is not JSON.") from None
     if not isinstance(message, dict):
         raise errors.MalformedJSON("The Connect message is not a JSON object.")
-    envelope_id, status, as_of = status_of(message)
-    if envelope_id is None or status is None:
+    read = read_message(message)
+    if read.envelope_id is None or read.status is None:
         return _ignored("ignored_event")
     env = store.envelopes
-    now = time.time()
     with store.transaction() as conn:
         row = conn.execute(
-            sa.select(store.partners.c.name).select_from(env.join(store.partners))
-            .where(env.c.envelope_id == envelope_id)
+            sa.select(store.partners.c.name, env.c.client_user_id)
+            .select_from(env.join(store.partners)).where(env.c.envelope_id == read.envelope_id)
         ).first()
         if row is None:
             return _ignored("ignored_unknown_envelope")
-        g.envelope_id = envelope_id
+        g.envelope_id = read.envelope_id
         g.partner = row.name
-        event = str(message.get("event") or f"envelope-{status}")[:64]
-        applied = envelopes.record_upstream_status(conn, envelope_id, status, as_of=as_of, source="connect",
-                                         last_event=event, now=now)
-    if not applied:
+        reported = envelopes.Reported(read.status,
+                                      envelopes.signer_status_in(read.summary, row.client_user_id),
+                                      read.as_of)
+        change = envelopes.record_upstream(conn, read.envelope_id, reported, source="connect",
+                                           last_event=read.event, now=time.time())
+    if change is None:
         return _ignored("ignored_stale")
+    g.audit_detail = envelopes.describe(change.after)
     return jsonify({"received": True, "applied": True})
 
 

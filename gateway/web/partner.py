@@ -61,6 +61,7 @@ def envelope_status(envelope_id: str) -> Response:
     with store.transaction() as conn:
         row = owned_envelope(conn, g.caller, envelope_id)
     row = status_reads.refresh(row, g.caller.partner_id)
+    g.audit_detail = envelopes.describe((row.status, row.signer_status))
     return jsonify(envelopes.status_body(row))
 
 

@@ -21,6 +21,7 @@ from flask import request
 from markupsafe import escape
 
 from gateway.guards.ratelimit import relay_limit
+from gateway.services import envelopes
 from gateway.services import signing_sessions
 from gateway.services.relay_tokens import RelayRejected
 from gateway.services.relay_tokens import gateway_token
@@ -68,11 +69,13 @@ def relay(token: str) -> Response:
     except RelayRejected as exc:
         return _error_page(str(exc))
     g.partner = recorded.partner
-    status = recorded.status
+    status, signer_status = recorded.status, recorded.signer_status
     if event in signing_sessions.CONFIRMED_EVENTS:
-        status = signing_sessions.confirm(claims["env"], status)
+        status, signer_status = signing_sessions.confirm(claims["env"], recorded)
+    g.audit_detail = envelopes.describe((status, signer_status))
     proof = gateway_token(partner=recorded.partner, envelope_id=claims["env"], event=event,
-                          status=status, reference=recorded.reference)
+                          status=status, signer_status=signer_status,
+                          reference=recorded.reference)
     target = with_query(claims["ret"], {"envelope_id": claims["env"], "event": event,
                                         "gateway_token": proof})
     resp = redirect(target, code=303)

@@ -11,6 +11,7 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow import validate
 
+from gateway.services.envelopes import SIGNER_RANK
 from gateway.services.envelopes import STATUSES as ENVELOPE_STATUSES
 
 
@@ -62,7 +63,12 @@ class RecipientViewSchema(Schema):
 
 class EnvelopeStatusSchema(Schema):
     envelope_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(ENVELOPE_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(ENVELOPE_STATUSES), metadata={
+        "description": "The envelope's DocuSign status."})
+    signer_status = fields.String(allow_none=True, validate=validate.OneOf(tuple(SIGNER_RANK)),
+                                  metadata={"description": "The partner's own signer's recipient "
+                                            "status; `completed` while the envelope may still wait "
+                                            "for the owner's countersignature."})
     template = fields.String(required=True)
     reference = fields.String(allow_none=True)
     created_at = fields.String(required=True)
