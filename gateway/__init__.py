@@ -95,13 +95,15 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     vault.init_app(app)
     store.init_app(app)
     policies.init_app(app)
-    upstream.init_app(app)
     ratelimit.init_app(app)
     partner_api.init_app(app)
     return_relay.init_app(app)
     webhooks.init_app(app)
-    # operator surface last: it hooks the client above and documents the routes registered so far
+    # operator surface last: it documents the routes registered so far
     observability.init_app(app)
+    # the client takes its hooks from the budget and the metrics made above
+    upstream.init_app(app, before_call=app.extensions["account_budget"].admit,
+                      on_call=app.extensions["metrics"].observe_upstream)
     openapi.init_app(app)
     admin.init_app(app)
     return proxy.behind_proxy(app)

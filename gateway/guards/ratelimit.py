@@ -18,20 +18,16 @@ clock hour too; a refusal is 429 `account_budget_exhausted` with Retry-After unt
 from __future__ import annotations
 
 import logging
-import math
-import time
 
 from flask import Flask
 from flask import Response
 from flask import g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits import RateLimitItemPerHour
 from limits.errors import StorageError
-from limits.storage import Storage
-from limits.strategies import FixedWindowRateLimiter
 
 from gateway import errors
+from gateway.upstream.budget import AccountBudget
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +52,6 @@ partner_limit = limiter.shared_limit(_partner_rate, scope="partner", key_func=_p
 
 #: the return relay is hit by signers' browsers: limited per client address
 relay_limit = limiter.limit("60/minute", key_func=get_remote_address)
-
-class AccountBudget:
-    """The fleet's share of the DocuSign account's hourly API calls, in the limiter storage."""
-
-    def __init__(self, storage: Storage, *, hourly_limit: int, reserve: float) -> None:
-        if hourly_limit < 0 or not 0 <= reserve < 1:
-            raise ValueError("ACCOUNT_HOURLY_LIMIT must be >= 0 and ACCOUNT_RESERVE in [0, 1)")
-        self.allowed = math.floor(hourly_limit * (1 - reserve))
-        self.enabled = hourly_limit > 0
-        self._item = RateLimitItemPerHour(max(1, self.allowed))
-        self._counter = FixedWindowRateLimiter(storage)
-
-    def admit(self, endpoint: str) -> None:
-        """Count one upstream API call, or refuse it when this clock hour's share is spent."""
-        if not self.enabled:
-            return
-        now = time.time()
-        hour = int(now // 3600)
-        if self.allowed < 1 or not self._counter.hit(self._item, "pgw", "account", str(hour)):
-            raise errors.AccountBudgetExhausted(retry_after=math.ceil((hour + 1) * 3600 - now))
-
-    def used(self) -> int:
-        """Calls counted so far in this clock hour (refused ones included)."""
-        hour = str(int(time.time() // 3600))
-        stats = self._counter.get_window_stats(self._item, "pgw", "account", hour)
-        return self._item.amount - stats.remaining
 
 
 def _keep_own_retry_after(response: Response) -> Response:
@@ -112,7 +82,7 @@ def _storage_down(exc: StorageError) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """The limiter, and the account budget plugged into the app's DocuSign client."""
+    """The limiter, and the account budget (`app.extensions["account_budget"]`)."""
     # after_request hooks run in reverse order: registered first, this one sees the limiter's headers
     app.after_request(_retry_after_only_when_limited)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -127,7 +97,5 @@ def init_app(app: Flask) -> None:
         hourly_limit=int(app.config["ACCOUNT_HOURLY_LIMIT"]),
         reserve=float(app.config["ACCOUNT_RESERVE"]),
     )
+    # the app factory hands `budget.admit` to the DocuSign client (`upstream.init_app`)
     app.extensions["account_budget"] = budget
-    client = app.extensions.get("docusign")
-    if client is not None:
-        client.before_call = budget.admit

@@ -379,16 +379,15 @@ def metrics() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Metrics (and the DocuSign hook), JSON logging, the access log and the probes.
+    """Metrics, JSON logging, the access log and the probes.
 
-    Must run after `upstream.init_app` (it plugs into the client) and `audit.init_app`
-    (it reads the request id and start time audit sets).
+    Must run after `audit.init_app` (it reads the request id and start time audit sets);
+    the app factory hands `Metrics.observe_upstream` to the DocuSign client.
     """
     configure_logging(app)
     # the *_created series double the output and no dashboard here reads them
     disable_created_metrics()
-    app.extensions["metrics"] = metrics_ = Metrics()
-    app.extensions["docusign"].on_call = metrics_.observe_upstream
+    app.extensions["metrics"] = Metrics()
     app.extensions["upstream_probe"] = UpstreamProbe(
         wait=float(app.config.get("READYZ_UPSTREAM_TIMEOUT", 2.0)),
         retry=float(app.config.get("READYZ_UPSTREAM_RETRY", 10.0)),

@@ -29,6 +29,8 @@ from gateway import errors
 from gateway import store
 from gateway import upstream
 from gateway.store import vault
+from gateway.upstream import auth
+from gateway.upstream import transport
 from sandbox.server import BackgroundServer
 
 MEMBERSHIP = "5d1c9a3e-7b2f-4c61-9a0e-2f6b8d4c1a01"
@@ -152,7 +154,7 @@ def app(bare_app: Flask, settings: upstream.DocuSignSettings) -> Flask:
 @pytest.fixture
 def client(app: Flask, monkeypatch: pytest.MonkeyPatch) -> upstream.DocuSignClient:
     # keep jittered backoff short: the tests count retries, they do not need to wait
-    monkeypatch.setattr(upstream, "BACKOFF_BASE", 0.02)
+    monkeypatch.setattr(transport, "BACKOFF_BASE", 0.02)
     return upstream.get_client()
 
 
@@ -556,7 +558,7 @@ def test_no_ids_or_secrets_in_logs_or_errors(app: Flask, ctl: Control,
                                              settings: upstream.DocuSignSettings,
                                              caplog: pytest.LogCaptureFixture,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(upstream, "BACKOFF_BASE", 0.02)
+    monkeypatch.setattr(transport, "BACKOFF_BASE", 0.02)
     session = RecordingSession()
     client = upstream.DocuSignClient(session=session)
     client.init_app(app)
@@ -593,7 +595,7 @@ def test_no_ids_or_secrets_in_logs_or_errors(app: Flask, ctl: Control,
     forbidden |= {line for line in settings.private_key_pem.splitlines() if len(line) > 40}
     # the emulator runs in this process too; its own request log is not the gateway's
     ours = [r for r in caplog.records if not r.name.startswith(("werkzeug", "sandbox"))]
-    assert any(r.name == "gateway.upstream" for r in ours)
+    assert any(r.name == "gateway.upstream.transport" for r in ours)
     texts = [r.getMessage() for r in ours]
     texts += [str(f.description) + repr(f.problem()) for f in failures]
     texts.append(repr(settings))
@@ -602,7 +604,7 @@ def test_no_ids_or_secrets_in_logs_or_errors(app: Flask, ctl: Control,
             assert secret.lower() not in text.lower(), text
     assert ("create_envelope", 201) in calls and ("create_envelope", 401) in calls
     assert ("recipient_view", "connection") in calls
-    logged = [r for r in ours if r.name == "gateway.upstream"]
+    logged = [r for r in ours if r.name == "gateway.upstream.transport"]
     assert any("get_envelope" in r.getMessage() and "200" in r.getMessage() for r in logged)
 
 
@@ -722,10 +724,10 @@ def test_pick_account_matches_the_configured_account(
         {"account_id": wanted.account_id.upper(), "is_default": False, "account_name": "Other",
          "base_uri": "https://na2.docusign.net/"},
     ]}
-    account = upstream._pick_account(info, wanted)
+    account = auth.pick_account(info, wanted)
     assert account.account_name == "Other"
     assert account.base_path == (
         f"https://na2.docusign.net/restapi/v2.1/accounts/{wanted.account_id}")
     with pytest.raises(errors.UpstreamAuthFailed) as caught:
-        upstream._pick_account({"accounts": info["accounts"][:1]}, wanted)
+        auth.pick_account({"accounts": info["accounts"][:1]}, wanted)
     assert wanted.account_id not in caught.value.description
