@@ -1,7 +1,7 @@
 """`/openapi.json`, built with apispec from the marshmallow schemas the views validate with, and `/docs`.
 
-The request and response bodies come from `gateway.schemas` (the partner API) and
-`gateway.observability` (the probes), so the documented contract cannot drift from the
+The request and response bodies come from `gateway.web.schemas` (the partner API) and
+`gateway.web.operator` (the probes), so the documented contract cannot drift from the
 enforced one. Only routes the app really registered are documented: a module that is
 not installed (e.g. webhooks) leaves no phantom path behind. Every error is the one
 problem+json envelope (`ProblemSchema`). `/docs` is a self-contained page (no CDN) that
@@ -24,8 +24,9 @@ from marshmallow import INCLUDE
 from marshmallow import Schema
 from marshmallow import fields
 
-from gateway.web import operator as observability
 from gateway.web import schemas
+from gateway.web.operator import HealthSchema
+from gateway.web.operator import ReadinessSchema
 
 bp = Blueprint("openapi", __name__, static_folder="static", static_url_path="/docs/static")
 
@@ -254,7 +255,7 @@ def build_spec(app: Flask) -> APISpec:
         ("RecipientViewRequest", schemas.RecipientViewRequestSchema),
         ("RecipientView", schemas.RecipientViewSchema), ("EnvelopeStatus", schemas.EnvelopeStatusSchema),
         ("TemplateList", schemas.TemplateListSchema), ("Jwks", JwksSchema),
-        ("Health", observability.HealthSchema), ("Readiness", observability.ReadinessSchema),
+        ("Health", HealthSchema), ("Readiness", ReadinessSchema),
     ):
         spec.components.schema(name, schema=schema)
     for name, (status, description) in _PROBLEMS.items():
