@@ -1,4 +1,4 @@
-"""The console's accounts (scrypt hashes in the `admins` table) and its stored session key.
+"""The console's accounts (scrypt hashes in the `admins` table) and its session-signing key.
 
 Used by the console's views and by `gateway admin ...`; nothing here reads a request.
 """
@@ -6,17 +6,24 @@ Used by the console's views and by `gateway admin ...`; nothing here reads a req
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import threading
 import time
 import typing as t
 
 import sqlalchemy as sa
+from flask import Flask
 from flask import current_app
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
 from gateway import store
+from gateway.store.vault import PLACEHOLDERS
+from gateway.store.vault import VaultError
+
+log = logging.getLogger(__name__)
 
 SECRET_KEY_SETTING = "admin_session_secret"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -28,6 +35,10 @@ PASSWORD_METHOD = "scrypt"
 
 class AdminProblem(Exception):
     """A console account cannot be created or changed (bad name, weak password, exists...)."""
+
+
+class SecretKeyUnsafe(VaultError):
+    """SECRET_KEY is a placeholder: sessions could be forged by anyone who guesses it."""
 
 
 def check_username(username: str) -> str:
@@ -126,3 +137,40 @@ def load_or_create_secret_key(conn: sa.Connection) -> str:
         value = secrets.token_urlsafe(48)
         store.put_setting(conn, SECRET_KEY_SETTING, value, secret=True, now=time.time())
     return t.cast(str, value)
+
+
+_key_lock = threading.Lock()
+
+
+def ensure_secret_key(app: Flask) -> None:
+    """Load the session-signing key from the settings table, creating it on first use.
+
+    It is random, generated once, vault-encrypted at rest, and shared by every worker
+    and instance through the database. When the database cannot be read the console
+    stays closed (no key, no session) rather than falling back to something guessable.
+    """
+    if app.secret_key:
+        return
+    with _key_lock:
+        for _ in range(2):
+            if app.secret_key:
+                return
+            try:
+                with store.transaction() as conn:
+                    app.config["SECRET_KEY"] = load_or_create_secret_key(conn)
+            except sa.exc.IntegrityError:
+                continue  # another worker stored one first: read theirs
+            except (sa.exc.SQLAlchemyError, VaultError, store.SchemaMismatch):
+                log.exception("admin console: cannot load the session key")
+                return
+
+
+def refuse_placeholder(app: Flask) -> None:
+    """Raise `SecretKeyUnsafe` when a configured SECRET_KEY is guessable (tests may use any)."""
+    configured = app.config.get("SECRET_KEY")
+    if configured is None or app.config.get("TESTING"):
+        return
+    text = configured.decode("latin-1") if isinstance(configured, bytes) else str(configured)
+    if text.strip().lower() in PLACEHOLDERS or len(text) < 32:
+        raise SecretKeyUnsafe("SECRET_KEY (GATEWAY_SECRET_KEY) is a placeholder or shorter than 32 "
+                              "characters; unset it and the gateway keeps a random one in its database")

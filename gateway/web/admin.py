@@ -1,12 +1,15 @@
 """The account owner's console at `/admin`: partners, revocation, key rotation and the audit trail.
 
-It has its own accounts (`gateway admin create`), stored as scrypt hashes in the
-`admins` table, and its own signed session cookie: HttpOnly, SameSite=Strict, Secure
-unless the console is reached over plain http on a loopback address, and scoped to
-`/admin`. A partner's Bearer key means nothing here. Every form carries a per-session
-CSRF token (checked with `hmac.compare_digest`), and login attempts are rate-limited
-per client address and per username. Pages are server-rendered, with no external
-assets.
+It has its own accounts (`gateway admin create`; `gateway.services.admin_accounts`),
+stored as scrypt hashes in the `admins` table, and its own signed session cookie:
+HttpOnly, SameSite=Strict, Secure unless the console is reached over plain http on a
+loopback address, and scoped to `/admin`. A partner's Bearer key means nothing here.
+Every form carries a per-session CSRF token (checked with `hmac.compare_digest`), and
+login attempts are rate-limited per client address and per username. Pages are
+server-rendered, with no external assets.
+
+About 400 lines: the views and the guards every one of them passes (the cookie, the
+CSRF check, the login throttle) are one blueprint's hooks and read best together.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import threading
 import time
 import typing as t
 from urllib.parse import urlsplit
@@ -51,17 +53,19 @@ from gateway.services.admin_accounts import check_password as check_password
 from gateway.services.admin_accounts import check_username as check_username
 from gateway.services.admin_accounts import create_admin as create_admin
 from gateway.services.admin_accounts import delete_admin as delete_admin
+from gateway.services.admin_accounts import ensure_secret_key
 from gateway.services.admin_accounts import fingerprint
 from gateway.services.admin_accounts import list_admins as list_admins
 from gateway.services.admin_accounts import load_or_create_secret_key as load_or_create_secret_key
+from gateway.services.admin_accounts import refuse_placeholder
 from gateway.services.admin_accounts import set_password as set_password
 from gateway.services.admin_accounts import verify_login
-from gateway.store.vault import PLACEHOLDERS
-from gateway.store.vault import VaultError
 
 if t.TYPE_CHECKING:
+    from flask.sessions import SecureCookieSession
     from flask.sessions import SessionMixin
-    from werkzeug.wrappers import Request
+    from flask.wrappers import Request
+    from werkzeug.wrappers import Response as BaseResponse
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +80,6 @@ AUDIT_PAGE = 200
 _STATUS_FILTER_RE = re.compile(r"^[1-5](?:xx|[0-9]{2})$")
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-
-
-class SecretKeyUnsafe(VaultError):
-    """SECRET_KEY is a placeholder: sessions could be forged by anyone who guesses it."""
 
 
 # --- the session cookie ------------------------------------------------------------
@@ -106,7 +106,7 @@ def _loopback(host: str) -> bool:
 class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie, opened only under /admin, Secure unless on loopback over http."""
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not _is_console(request.path):
             # partner traffic never reads or writes the console's cookie (nor its key)
             return self.session_class()
@@ -122,42 +122,6 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         if configured is not None:
             return bool(configured)
         return request.is_secure or not _loopback(request.host)
-
-
-_key_lock = threading.Lock()
-
-
-def ensure_secret_key(app: Flask) -> None:
-    """Load the session-signing key from the settings table, creating it on first use.
-
-    It is random, generated once, vault-encrypted at rest, and shared by every worker
-    and instance through the database. When the database cannot be read the console
-    stays closed (no key, no session) rather than falling back to something guessable.
-    """
-    if app.secret_key:
-        return
-    with _key_lock:
-        for _ in range(2):
-            if app.secret_key:
-                return
-            try:
-                with store.transaction() as conn:
-                    app.config["SECRET_KEY"] = load_or_create_secret_key(conn)
-            except sa.exc.IntegrityError:
-                continue  # another worker stored one first: read theirs
-            except (sa.exc.SQLAlchemyError, VaultError, store.SchemaMismatch):
-                log.exception("admin console: cannot load the session key")
-                return
-
-
-def _refuse_placeholder(app: Flask) -> None:
-    configured = app.config.get("SECRET_KEY")
-    if configured is None or app.config.get("TESTING"):
-        return
-    text = configured.decode("latin-1") if isinstance(configured, bytes) else str(configured)
-    if text.strip().lower() in PLACEHOLDERS or len(text) < 32:
-        raise SecretKeyUnsafe("SECRET_KEY (GATEWAY_SECRET_KEY) is a placeholder or shorter than 32 "
-                              "characters; unset it and the gateway keeps a random one in its database")
 
 
 # --- CSRF and access -----------------------------------------------------------------
@@ -287,7 +251,7 @@ def login() -> t.Any:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     session.clear()
     return redirect(url_for("admin.login"), code=303)
 
@@ -424,7 +388,7 @@ def _when(ts: float | None) -> str:
 
 def init_app(app: Flask) -> None:
     """Refuse a placeholder SECRET_KEY, install the console's session cookie, mount `/admin`."""
-    _refuse_placeholder(app)
+    refuse_placeholder(app)
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME="gateway_console",

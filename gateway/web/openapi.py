@@ -19,6 +19,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import g
+from flask import jsonify
 from flask import send_from_directory
 from marshmallow import INCLUDE
 from marshmallow import Schema
@@ -125,7 +126,7 @@ _IDEMPOTENCY_KEY = {
                    "Same key, other body: 409.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
 }
-_PARTNER_SECURITY = [{"partnerKey": []}]
+_PARTNER_SECURITY: list[dict[str, list[str]]] = [{"partnerKey": []}]
 
 #: (path, method, operation): every route the gateway may expose, documented once
 OPERATIONS: tuple[tuple[str, str, dict[str, t.Any]], ...] = (
@@ -228,7 +229,7 @@ OPERATIONS: tuple[tuple[str, str, dict[str, t.Any]], ...] = (
 
 def _registered(app: Flask) -> set[tuple[str, str]]:
     """(OpenAPI-style path, lowercase method) of every route the app really serves."""
-    out = set()
+    out: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():
         path = rule.rule
         for arg in rule.arguments:
@@ -278,7 +279,7 @@ def get_spec() -> dict[str, t.Any]:
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     g.operation = "openapi"
-    return current_app.json.response(get_spec())
+    return jsonify(get_spec())
 
 
 @bp.get("/docs")

@@ -23,6 +23,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import g
+from flask import jsonify
 from marshmallow import Schema
 from marshmallow import fields
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -136,7 +137,7 @@ def _check_policies() -> str | None:
 def healthz() -> Response:
     """The process is up and answering; nothing else is checked."""
     g.operation = "healthz"
-    return current_app.json.response(HealthSchema().dump({"status": "ok"}))
+    return jsonify(HealthSchema().dump({"status": "ok"}))
 
 
 @bp.get("/readyz")
@@ -149,7 +150,7 @@ def readyz() -> Response:
     if failing:
         raise NotReady(errors=failing, retry_after=5)
     checks = {name: "ok" for name in results}
-    return current_app.json.response(ReadinessSchema().dump({"status": "ready", "checks": checks}))
+    return jsonify(ReadinessSchema().dump({"status": "ready", "checks": checks}))
 
 
 @bp.get("/metrics")

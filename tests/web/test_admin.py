@@ -192,7 +192,7 @@ def test_partner_traffic_never_loads_the_session_key(app, partner):
 
 @pytest.mark.parametrize("placeholder", ["dev", "changeme", "secret", "x" * 31])
 def test_placeholder_secret_key_is_refused_outside_testing(tmp_path, placeholder):
-    with pytest.raises(admin.SecretKeyUnsafe):
+    with pytest.raises(admin_accounts.SecretKeyUnsafe):
         create_app({"TESTING": False, "SECRET_KEY": placeholder,
                     "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
 
