@@ -255,15 +255,23 @@ def _finish_request(response: Response) -> Response:
 
 def query(
     conn: sa.Connection, *, partner: str | None = None, since: float | None = None,
-    limit: int = 1000,
+    status: str | None = None, limit: int = 1000,
 ) -> list[dict[str, t.Any]]:
-    """Newest-last audit rows, optionally for one partner and after a time."""
+    """Newest-last audit rows, optionally for one partner, after a time, with a status.
+
+    :param status: one status (`401`) or a class of them (`4xx`)
+    """
     ev = store.audit_events
     q = sa.select(ev).order_by(ev.c.id.desc()).limit(limit)
     if partner:
         q = q.where(ev.c.partner == partner)
     if since is not None:
         q = q.where(ev.c.at >= since)
+    if status and status.endswith("xx"):
+        low = int(status[0]) * 100
+        q = q.where(ev.c.status >= low, ev.c.status < low + 100)
+    elif status:
+        q = q.where(ev.c.status == int(status))
     return [dict(r._mapping) for r in reversed(conn.execute(q).all())]
 
 

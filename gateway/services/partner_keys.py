@@ -220,8 +220,8 @@ def rotate_key(conn: sa.Connection, name: str, *, grace: float, expires_at: floa
     return _insert_key(conn, row.id, now, expires_at)
 
 
-def list_partners(conn: sa.Connection) -> list[dict[str, t.Any]]:
-    """Every partner with its live key count and newest key's creation time."""
+def list_partners(conn: sa.Connection, *, name: str | None = None) -> list[dict[str, t.Any]]:
+    """Every partner (or only the one called `name`): created, revoked, live key count."""
     now = time.time()
     keys = store.api_keys.c
     live = sa.func.sum(
@@ -242,4 +242,6 @@ def list_partners(conn: sa.Connection) -> list[dict[str, t.Any]]:
         .group_by(store.partners.c.id)
         .order_by(store.partners.c.name)
     )
+    if name is not None:
+        query = query.where(store.partners.c.name == name)
     return [dict(r._mapping) | {"live_keys": int(r.live_keys or 0)} for r in conn.execute(query)]

@@ -1,24 +1,25 @@
 """The account owner's console at `/admin`: partners, revocation, key rotation and the audit trail.
 
-It has its own accounts (`gateway admin create`), stored as scrypt hashes in the
-`admins` table, and its own signed session cookie: HttpOnly, SameSite=Strict, Secure
-unless the console is reached over plain http on a loopback address, and scoped to
-`/admin`. A partner's Bearer key means nothing here. Every form carries a per-session
-CSRF token (checked with `hmac.compare_digest`), and login attempts are rate-limited
-per client address and per username. Pages are server-rendered, with no external
-assets.
+It has its own accounts (`gateway admin create`; `gateway.services.admin_accounts`),
+stored as scrypt hashes in the `admins` table, and its own signed session cookie:
+HttpOnly, SameSite=Strict, Secure unless the console is reached over plain http on a
+loopback address, and scoped to `/admin`. A partner's Bearer key means nothing here.
+Every form carries a per-session CSRF token (checked with `hmac.compare_digest`), and
+login attempts are rate-limited per client address and per username. Pages are
+server-rendered, with no external assets.
+
+About 400 lines: the views and the guards every one of them passes (the cookie, the
+CSRF check, the login throttle) are one blueprint's hooks and read best together.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import ipaddress
 import logging
 import re
 import secrets
-import threading
 import time
 import typing as t
 from urllib.parse import urlsplit
@@ -38,20 +39,33 @@ from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
-from werkzeug.security import check_password_hash
-from werkzeug.security import generate_password_hash
 
 from gateway import store
 from gateway.guards.ratelimit import limiter
 from gateway.policy import get_policies
 from gateway.services import audit
 from gateway.services import partner_keys as keys
-from gateway.store.vault import PLACEHOLDERS
-from gateway.store.vault import VaultError
+
+# the names aliased to themselves are re-exported: `gateway.cli` still imports them from here
+from gateway.services.admin_accounts import AdminProblem as AdminProblem
+from gateway.services.admin_accounts import admin_row
+from gateway.services.admin_accounts import check_password as check_password
+from gateway.services.admin_accounts import check_username as check_username
+from gateway.services.admin_accounts import create_admin as create_admin
+from gateway.services.admin_accounts import delete_admin as delete_admin
+from gateway.services.admin_accounts import ensure_secret_key
+from gateway.services.admin_accounts import fingerprint
+from gateway.services.admin_accounts import list_admins as list_admins
+from gateway.services.admin_accounts import load_or_create_secret_key as load_or_create_secret_key
+from gateway.services.admin_accounts import refuse_placeholder
+from gateway.services.admin_accounts import set_password as set_password
+from gateway.services.admin_accounts import verify_login
 
 if t.TYPE_CHECKING:
+    from flask.sessions import SecureCookieSession
     from flask.sessions import SessionMixin
-    from werkzeug.wrappers import Request
+    from flask.wrappers import Request
+    from werkzeug.wrappers import Response as BaseResponse
 
 log = logging.getLogger(__name__)
 
@@ -60,110 +74,12 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static",
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
-SECRET_KEY_SETTING = "admin_session_secret"
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024
-#: werkzeug's scrypt (n=2**15, r=8, p=1); `ADMIN_PASSWORD_METHOD` may raise the cost
-PASSWORD_METHOD = "scrypt"
 GRACE_CHOICES = {"0": 0, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 SINCE_CHOICES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 AUDIT_PAGE = 200
 _STATUS_FILTER_RE = re.compile(r"^[1-5](?:xx|[0-9]{2})$")
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-
-
-class AdminProblem(Exception):
-    """A console account cannot be created or changed (bad name, weak password, exists...)."""
-
-
-class SecretKeyUnsafe(VaultError):
-    """SECRET_KEY is a placeholder: sessions could be forged by anyone who guesses it."""
-
-
-# --- accounts ----------------------------------------------------------------------
-
-
-def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username or ""):
-        raise AdminProblem("a username is 1 to 64 of A-Z a-z 0-9 _ . @ -")
-    return username
-
-
-def check_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise AdminProblem(f"the password must have at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise AdminProblem(f"the password must have at most {MAX_PASSWORD} characters")
-    return password
-
-
-def _hash(password: str) -> str:
-    method = current_app.config.get("ADMIN_PASSWORD_METHOD", PASSWORD_METHOD)
-    if method != PASSWORD_METHOD and not str(method).startswith(PASSWORD_METHOD + ":"):
-        raise AdminProblem("ADMIN_PASSWORD_METHOD must be scrypt or scrypt:N:r:p")
-    return generate_password_hash(password, method=method)
-
-
-def create_admin(conn: sa.Connection, username: str, password: str) -> None:
-    """A new console account; the password is kept only as a scrypt hash."""
-    check_username(username)
-    check_password(password)
-    if _admin_row(conn, username) is not None:
-        raise AdminProblem(f"admin {username!r} already exists; use `gateway admin set-password`")
-    conn.execute(store.admins.insert().values(
-        username=username, password_hash=_hash(password), created_at=time.time()))
-
-
-def set_password(conn: sa.Connection, username: str, password: str) -> None:
-    """Replace an account's password; its open sessions end on their next request."""
-    check_password(password)
-    done = conn.execute(store.admins.update().where(store.admins.c.username == username).values(
-        password_hash=_hash(password)))
-    if done.rowcount == 0:
-        raise AdminProblem(f"no admin named {username!r}")
-
-
-def delete_admin(conn: sa.Connection, username: str) -> None:
-    done = conn.execute(store.admins.delete().where(store.admins.c.username == username))
-    if done.rowcount == 0:
-        raise AdminProblem(f"no admin named {username!r}")
-
-
-def list_admins(conn: sa.Connection) -> list[dict[str, t.Any]]:
-    query = sa.select(store.admins.c.username, store.admins.c.created_at).order_by(store.admins.c.username)
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _admin_row(conn: sa.Connection, username: str) -> sa.Row[t.Any] | None:
-    return conn.execute(sa.select(store.admins).where(store.admins.c.username == username)).first()
-
-
-_dummy_hash: str | None = None
-
-
-def verify_login(username: str, password: str) -> str | None:
-    """The password hash's fingerprint when the credentials are right, else None.
-
-    An unknown username costs the same scrypt work as a wrong password, so timing does
-    not tell which usernames exist.
-    """
-    global _dummy_hash
-    with store.transaction() as conn:
-        row = _admin_row(conn, username) if USERNAME_RE.match(username) else None
-    if row is None:
-        _dummy_hash = _dummy_hash or _hash(secrets.token_hex(8))
-        check_password_hash(_dummy_hash, password)
-        return None
-    if not check_password_hash(row.password_hash, password):
-        return None
-    return _fingerprint(row.password_hash)
-
-
-def _fingerprint(password_hash: str) -> str:
-    # kept in the session: a password change ends every session opened with the old one
-    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
 
 
 # --- the session cookie ------------------------------------------------------------
@@ -190,7 +106,7 @@ def _loopback(host: str) -> bool:
 class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie, opened only under /admin, Secure unless on loopback over http."""
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not _is_console(request.path):
             # partner traffic never reads or writes the console's cookie (nor its key)
             return self.session_class()
@@ -206,51 +122,6 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         if configured is not None:
             return bool(configured)
         return request.is_secure or not _loopback(request.host)
-
-
-_key_lock = threading.Lock()
-
-
-def ensure_secret_key(app: Flask) -> None:
-    """Load the session-signing key from the settings table, creating it on first use.
-
-    It is random, generated once, vault-encrypted at rest, and shared by every worker
-    and instance through the database. When the database cannot be read the console
-    stays closed (no key, no session) rather than falling back to something guessable.
-    """
-    if app.secret_key:
-        return
-    with _key_lock:
-        for _ in range(2):
-            if app.secret_key:
-                return
-            try:
-                with store.transaction() as conn:
-                    app.config["SECRET_KEY"] = load_or_create_secret_key(conn)
-            except sa.exc.IntegrityError:
-                continue  # another worker stored one first: read theirs
-            except (sa.exc.SQLAlchemyError, VaultError, store.SchemaMismatch):
-                log.exception("admin console: cannot load the session key")
-                return
-
-
-def load_or_create_secret_key(conn: sa.Connection) -> str:
-    """The stored session key, or a new one stored now (`gateway init` calls this too)."""
-    value = store.get_setting(conn, SECRET_KEY_SETTING)
-    if value is None:
-        value = secrets.token_urlsafe(48)
-        store.put_setting(conn, SECRET_KEY_SETTING, value, secret=True, now=time.time())
-    return t.cast(str, value)
-
-
-def _refuse_placeholder(app: Flask) -> None:
-    configured = app.config.get("SECRET_KEY")
-    if configured is None or app.config.get("TESTING"):
-        return
-    text = configured.decode("latin-1") if isinstance(configured, bytes) else str(configured)
-    if text.strip().lower() in PLACEHOLDERS or len(text) < 32:
-        raise SecretKeyUnsafe("SECRET_KEY (GATEWAY_SECRET_KEY) is a placeholder or shorter than 32 "
-                              "characters; unset it and the gateway keeps a random one in its database")
 
 
 # --- CSRF and access -----------------------------------------------------------------
@@ -278,8 +149,8 @@ def current_admin() -> str | None:
     if time.time() - float(session.get("at", 0)) > lifetime:
         return None
     with store.transaction() as conn:
-        row = _admin_row(conn, username)
-    if row is None or not hmac.compare_digest(_fingerprint(row.password_hash), session.get("pw", "")):
+        row = admin_row(conn, username)
+    if row is None or not hmac.compare_digest(fingerprint(row.password_hash), session.get("pw", "")):
         return None
     return username
 
@@ -368,19 +239,19 @@ def login() -> t.Any:
     if request.method == "GET":
         return _page("login.html", insecure=not (request.is_secure or _loopback(request.host)))
     username = request.form.get("username", "").strip()
-    fingerprint = verify_login(username, request.form.get("password", ""))
-    if fingerprint is None:
+    pw_fingerprint = verify_login(username, request.form.get("password", ""))
+    if pw_fingerprint is None:
         _record("admin_login_failed", status=401, detail=f"username {username[:64]!r}")
         return _page("login.html", 401, error="Wrong username or password.", username=username[:64])
     # a new session on sign-in: nothing planted before it (fixation) survives
     session.clear()
-    session.update(admin=username, at=time.time(), pw=fingerprint, csrf=secrets.token_urlsafe(32))
+    session.update(admin=username, at=time.time(), pw=pw_fingerprint, csrf=secrets.token_urlsafe(32))
     _record("admin_login", status=303, detail=f"admin {username}")
     return redirect(url_for("admin.partners"), code=303)
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     session.clear()
     return redirect(url_for("admin.login"), code=303)
 
@@ -418,8 +289,9 @@ def partner_overview(conn: sa.Connection, *, now: float | None = None) -> list[d
     return out
 
 
-def _partner_or_404(conn: sa.Connection, name: str) -> sa.Row[t.Any] | None:
-    return conn.execute(sa.select(store.partners).where(store.partners.c.name == name)).first()
+def _partner_or_404(conn: sa.Connection, name: str) -> dict[str, t.Any] | None:
+    found = keys.list_partners(conn, name=name)
+    return found[0] if found else None
 
 
 @bp.get("/")
@@ -439,7 +311,7 @@ def revoke(name: str) -> t.Any:
     if row is None:
         return _page("error.html", 404, message=f"No partner named {name!r}.")
     if request.method == "GET":
-        return _page("revoke.html", name=name, revoked=row.revoked_at is not None)
+        return _page("revoke.html", name=name, revoked=row["revoked_at"] is not None)
     try:
         with store.transaction() as conn:
             count = keys.revoke_partner(conn, name)
@@ -484,23 +356,6 @@ def rotate(name: str) -> t.Any:
 # --- audit ---------------------------------------------------------------------------------
 
 
-def audit_rows(conn: sa.Connection, *, partner: str | None, since: float | None,
-               status: str | None, limit: int = AUDIT_PAGE) -> list[dict[str, t.Any]]:
-    """Newest-first audit rows matching the filters (`status`: `4xx` or `401`)."""
-    ev = store.audit_events
-    query = sa.select(ev).order_by(ev.c.id.desc()).limit(limit)
-    if partner:
-        query = query.where(ev.c.partner == partner)
-    if since is not None:
-        query = query.where(ev.c.at >= since)
-    if status and status.endswith("xx"):
-        low = int(status[0]) * 100
-        query = query.where(ev.c.status >= low, ev.c.status < low + 100)
-    elif status:
-        query = query.where(ev.c.status == int(status))
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
 @bp.get("/audit")
 @require_admin
 def audit_trail() -> t.Any:
@@ -516,7 +371,9 @@ def audit_trail() -> t.Any:
         status = ""
     since = time.time() - SINCE_CHOICES[since_choice] if since_choice else None
     with store.transaction() as conn:
-        rows = audit_rows(conn, partner=partner, since=since, status=status or None)
+        # newest first: the console shows what just happened at the top
+        rows = audit.query(conn, partner=partner, since=since, status=status or None,
+                           limit=AUDIT_PAGE)[::-1]
         names = [p["name"] for p in keys.list_partners(conn)]
     return _page("audit.html", rows=rows, names=names, partner=partner or "", since=since_choice,
                  status=status, since_choices=SINCE_CHOICES, problems=problems, limit=AUDIT_PAGE)
@@ -531,7 +388,7 @@ def _when(ts: float | None) -> str:
 
 def init_app(app: Flask) -> None:
     """Refuse a placeholder SECRET_KEY, install the console's session cookie, mount `/admin`."""
-    _refuse_placeholder(app)
+    refuse_placeholder(app)
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME="gateway_console",

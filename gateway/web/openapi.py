@@ -1,7 +1,7 @@
 """`/openapi.json`, built with apispec from the marshmallow schemas the views validate with, and `/docs`.
 
-The request and response bodies come from `gateway.schemas` (the partner API) and
-`gateway.observability` (the probes), so the documented contract cannot drift from the
+The request and response bodies come from `gateway.web.schemas` (the partner API) and
+`gateway.web.operator` (the probes), so the documented contract cannot drift from the
 enforced one. Only routes the app really registered are documented: a module that is
 not installed (e.g. webhooks) leaves no phantom path behind. Every error is the one
 problem+json envelope (`ProblemSchema`). `/docs` is a self-contained page (no CDN) that
@@ -19,13 +19,15 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import g
+from flask import jsonify
 from flask import send_from_directory
 from marshmallow import INCLUDE
 from marshmallow import Schema
 from marshmallow import fields
 
-from gateway.web import operator as observability
 from gateway.web import schemas
+from gateway.web.operator import HealthSchema
+from gateway.web.operator import ReadinessSchema
 
 bp = Blueprint("openapi", __name__, static_folder="static", static_url_path="/docs/static")
 
@@ -124,7 +126,7 @@ _IDEMPOTENCY_KEY = {
                    "Same key, other body: 409.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
 }
-_PARTNER_SECURITY = [{"partnerKey": []}]
+_PARTNER_SECURITY: list[dict[str, list[str]]] = [{"partnerKey": []}]
 
 #: (path, method, operation): every route the gateway may expose, documented once
 OPERATIONS: tuple[tuple[str, str, dict[str, t.Any]], ...] = (
@@ -227,7 +229,7 @@ OPERATIONS: tuple[tuple[str, str, dict[str, t.Any]], ...] = (
 
 def _registered(app: Flask) -> set[tuple[str, str]]:
     """(OpenAPI-style path, lowercase method) of every route the app really serves."""
-    out = set()
+    out: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():
         path = rule.rule
         for arg in rule.arguments:
@@ -254,7 +256,7 @@ def build_spec(app: Flask) -> APISpec:
         ("RecipientViewRequest", schemas.RecipientViewRequestSchema),
         ("RecipientView", schemas.RecipientViewSchema), ("EnvelopeStatus", schemas.EnvelopeStatusSchema),
         ("TemplateList", schemas.TemplateListSchema), ("Jwks", JwksSchema),
-        ("Health", observability.HealthSchema), ("Readiness", observability.ReadinessSchema),
+        ("Health", HealthSchema), ("Readiness", ReadinessSchema),
     ):
         spec.components.schema(name, schema=schema)
     for name, (status, description) in _PROBLEMS.items():
@@ -277,7 +279,7 @@ def get_spec() -> dict[str, t.Any]:
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     g.operation = "openapi"
-    return current_app.json.response(get_spec())
+    return jsonify(get_spec())
 
 
 @bp.get("/docs")

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from gateway import cli
 from gateway import create_app
 from gateway import store
+from gateway.services import admin_accounts
 from gateway.web import admin
 from tests.conftest import PartnerActions
 from tests.conftest import add_partner
@@ -59,7 +60,7 @@ FAST_SCRYPT = "scrypt:1024:8:1"
 def root(app: t.Any) -> str:
     app.config["ADMIN_PASSWORD_METHOD"] = FAST_SCRYPT
     with app.app_context(), store.transaction() as conn:
-        admin.create_admin(conn, "root", PASSWORD)
+        admin_accounts.create_admin(conn, "root", PASSWORD)
     return "root"
 
 
@@ -110,8 +111,8 @@ def test_admin_create_prompts_and_stores_a_scrypt_hash(app, gateway_env):
 
 def test_only_scrypt_is_accepted_as_the_hash_method(app):
     app.config["ADMIN_PASSWORD_METHOD"] = "pbkdf2:sha256:1"
-    with app.app_context(), store.transaction() as conn, pytest.raises(admin.AdminProblem):
-        admin.create_admin(conn, "weak", PASSWORD)
+    with app.app_context(), store.transaction() as conn, pytest.raises(admin_accounts.AdminProblem):
+        admin_accounts.create_admin(conn, "weak", PASSWORD)
 
 
 def test_admin_create_reads_stdin_for_scripts(app, gateway_env):
@@ -175,7 +176,7 @@ def test_session_key_is_generated_once_and_stored_encrypted(app, client, tmp_pat
     assert key and len(key) >= 48
     with app.app_context(), store.transaction() as conn:
         row = conn.execute(sa.select(store.settings).where(
-            store.settings.c.name == admin.SECRET_KEY_SETTING)).first()
+            store.settings.c.name == admin_accounts.SECRET_KEY_SETTING)).first()
     assert row.encrypted is True and key not in row.value
     # another instance on the same database signs with the same key: sessions survive it
     second = create_app({**{k: app.config[k] for k in ("DATABASE_URL", "MASTER_KEY", "POLICY_DIR")},
@@ -191,7 +192,7 @@ def test_partner_traffic_never_loads_the_session_key(app, partner):
 
 @pytest.mark.parametrize("placeholder", ["dev", "changeme", "secret", "x" * 31])
 def test_placeholder_secret_key_is_refused_outside_testing(tmp_path, placeholder):
-    with pytest.raises(admin.SecretKeyUnsafe):
+    with pytest.raises(admin_accounts.SecretKeyUnsafe):
         create_app({"TESTING": False, "SECRET_KEY": placeholder,
                     "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
 
@@ -287,7 +288,7 @@ def test_sign_out(signed_in):
 
 def test_password_change_ends_open_sessions(app, signed_in):
     with app.app_context(), store.transaction() as conn:
-        admin.set_password(conn, "root", "a brand new passphrase")
+        admin_accounts.set_password(conn, "root", "a brand new passphrase")
     assert signed_in.client.get("/admin/").status_code == 303
 
 

@@ -1,0 +1,1 @@
+"""What operators see of every request: JSON logs with redaction, and Prometheus metrics."""
