@@ -52,11 +52,15 @@ class _Guard:
         self.check_requests = True
         self.problems: list[str] = []
         self.exchanges = 0
+        # (method, path, query names, request body, status, response body) while a test records
+        self.recording: list[tuple[str, str, list[str], t.Any, int, t.Any]] | None = None
 
-    def add(self, problems: list[str]) -> None:
+    def add(self, problems: list[str], exchange: tuple[str, str, list[str], t.Any, int, t.Any]) -> None:
         with self.lock:
             self.exchanges += 1
             self.problems.extend(problems)
+            if self.recording is not None:
+                self.recording.append(exchange)
 
     def drain(self) -> list[str]:
         with self.lock:
@@ -90,8 +94,8 @@ def _on_request_finished(sender: Flask, response: t.Any, **_: t.Any) -> None:
         return
     if response.status_code == 500 and not response.get_data():
         return  # a ``drop`` fault over a real socket: the connection was shut, nothing was sent
+    body = answer = None
     try:
-        body = None
         if request.method in ("POST", "PUT", "PATCH"):
             body = _json_or_none(request.get_data(cache=True))
         answer = response.get_json(silent=True) if response.is_json else None
@@ -99,7 +103,8 @@ def _on_request_finished(sender: Flask, response: t.Any, **_: t.Any) -> None:
                                   response.status_code, answer, check_request=GUARD.check_requests)
     except Exception as exc:  # noqa: BLE001 - a validator bug must not break the emulator
         problems = [f"{request.method} {request.path}: the OpenAPI check itself failed: {exc!r}"]
-    GUARD.add(problems)
+    GUARD.add(problems, (request.method, request.path, list(request.args), body,
+                         response.status_code, answer))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -127,6 +132,7 @@ def _docusign_openapi_guard(request: pytest.FixtureRequest) -> t.Iterator[_Guard
     finally:
         problems = GUARD.drain()
         GUARD.check_requests = True
+        GUARD.recording = None
     if problems:
         shown = "\n  ".join(dict.fromkeys(problems))  # once each, in order
         pytest.fail(
