@@ -232,3 +232,9 @@ def service_or_skip(name: str, check: t.Callable[[], None]) -> None:
         if REQUIRE_SERVICES:
             pytest.fail(f"{name} is required (GATEWAY_REQUIRE_SERVICES=1) but unavailable: {exc}")
         pytest.skip(f"{name} not available: {exc}")
+
+
+# --- fidelity guard (tests/fidelity/plugin.py) -------------------------------------
+# Every eSignature REST request the emulator receives in this suite, and every answer,
+# is checked against DocuSign's OpenAPI definitions; a violation fails the test.
+pytest_plugins = ["tests.fidelity.plugin"]
