@@ -334,8 +334,6 @@ def test_sdk_error_is_an_api_exception_with_error_details(emulator: TlsEmulator,
 
 
 @pytest.mark.docusign_lenient_request("DocuSign's code examples send clientUserId as a JSON number")
-@pytest.mark.xfail(strict=True, reason="emulator gap: a numeric clientUserId (sent by DocuSign's "
-                                       "code examples, accepted by DocuSign) is refused")
 def test_numeric_client_user_id_as_in_docusigns_code_examples(emulator: TlsEmulator, connect: t.Any) -> None:
     s = connect(emulator)
     summary = s.envelopes.create_envelope(s.account_id,
@@ -348,8 +346,6 @@ def test_numeric_client_user_id_as_in_docusigns_code_examples(emulator: TlsEmula
 
 
 @pytest.mark.docusign_lenient_request("the returnUrl is over the 470 characters DocuSign states")
-@pytest.mark.xfail(strict=True, reason="emulator gap: a recipient-view returnUrl over 470 characters is "
-                                       "accepted and redirected to in full")
 def test_return_url_over_470_characters(emulator: TlsEmulator, connect: t.Any) -> None:
     """DocuSign: "Maximum Length: 470 characters. If the returnUrl exceeds this limit, the user is
     redirected to a truncated URL" (recipientViewRequest.returnUrl). A faithful emulator either
@@ -370,7 +366,6 @@ def test_return_url_over_470_characters(emulator: TlsEmulator, connect: t.Any) -
     assert redirect.startswith(long_url[:470])
 
 
-@pytest.mark.xfail(strict=True, reason="emulator gap: listStatusChanges ignores `status`")
 def test_list_status_changes_filters_by_status(emulator: TlsEmulator, connect: t.Any) -> None:
     s = connect(emulator)
     kw = {"_request_timeout": (TIMEOUT, TIMEOUT)}
@@ -381,7 +376,6 @@ def test_list_status_changes_filters_by_status(emulator: TlsEmulator, connect: t
     assert ids == [sent.envelope_id], f"draft {draft.envelope_id} should be filtered out"
 
 
-@pytest.mark.xfail(strict=True, reason="emulator gap: listStatusChanges ignores `include=recipients`")
 def test_list_status_changes_include_recipients(emulator: TlsEmulator, connect: t.Any) -> None:
     s = connect(emulator)
     kw = {"_request_timeout": (TIMEOUT, TIMEOUT)}
@@ -393,8 +387,6 @@ def test_list_status_changes_include_recipients(emulator: TlsEmulator, connect: 
     assert [r.email for r in envelope.recipients.signers] == [SIGNER["email"]]
 
 
-@pytest.mark.xfail(strict=True, reason="emulator gap: the polling-limit 429 carries Retry-After: 900, "
-                                       "which the SDK's default urllib3 retry sleeps through (15 min)")
 def test_polling_limit_does_not_stall_the_sdk(strict_poll_emulator: TlsEmulator, connect: t.Any) -> None:
     """The second GET of one envelope within 15 minutes is over DocuSign's polling limit: the SDK
     must get an error back promptly, not sleep. The test's SIGALRM deadline is shortened to STALL
