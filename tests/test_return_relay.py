@@ -26,9 +26,16 @@ RETURN_URL = "http://127.0.0.1:8070/signed"
 # --- helpers ------------------------------------------------------------------
 
 
-def start_session(partner: PartnerActions, sandbox: SandboxControl) -> tuple[str, str]:
-    """(envelope id, signing URL) of a fresh envelope with an open signing session."""
-    env_id = partner.create().get_json()["envelope_id"]
+NDA = {"template": "nda", "fields": {"company": "Analytical Engines Ltd"}}
+
+
+def start_session(partner: PartnerActions, sandbox: SandboxControl,
+                  template: dict[str, t.Any] | None = None) -> tuple[str, str]:
+    """(envelope id, signing URL) of a fresh envelope with an open signing session.
+
+    The single-signer NDA by default: the partner's signature completes the envelope.
+    """
+    env_id = partner.create(**(template or NDA)).get_json()["envelope_id"]
     view = partner.view(env_id)
     assert view.status_code == 201, view.get_json()
     return env_id, view.get_json()["url"]

@@ -313,7 +313,8 @@ def test_emulator_connect_drives_the_status_to_completed(app, client, partner, s
 
     with BackgroundServer(app) as server:
         sandbox.post("/_sandbox/connect", {"url": server.url + PATH, "hmac_secrets": [SECRET_2]})
-        env_id = partner.create().get_json()["envelope_id"]
+        env_id = partner.create(template="nda", fields={"company": "Analytical Engines Ltd"}
+                                ).get_json()["envelope_id"]
         url = partner.view(env_id).get_json()["url"]
         act(url, "sign")  # the browser's return is never followed: Connect alone must tell
 

@@ -172,7 +172,12 @@ def _apply_envelope_status(conn: sa.Connection, envelope_id: str, status: str,
     _ensure_upstream_row(conn, envelope_id, now)
     newer = up.c.envelope_id == envelope_id
     if as_of is not None:
-        newer = sa.and_(newer, sa.or_(up.c.as_of.is_(None), up.c.as_of < as_of))
+        # on a tie (one DocuSign action can stamp two statuses with the same time) the
+        # status further along the lifecycle wins
+        rank = sa.case({name: i for i, name in enumerate(STATUSES)}, value=up.c.status, else_=-1)
+        newer = sa.and_(newer, sa.or_(
+            up.c.as_of.is_(None), up.c.as_of < as_of,
+            sa.and_(up.c.as_of == as_of, rank < STATUSES.index(status))))
     elif status not in FINAL:
         return False
     fresh = conn.execute(up.update().where(newer).values(

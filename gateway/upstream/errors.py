@@ -67,6 +67,10 @@ def retryable(resp: requests.Response) -> bool:
     return status == 429 or status >= 500 or (status >= 400 and _is_limit_code(error_code(resp)))
 
 
+#: how long to wait after DocuSign's per-envelope polling limit (docs/docusign-facts.md §8)
+POLLING_LIMIT_WAIT = 900.0
+
+
 def retry_after(resp: requests.Response) -> float | None:
     """Seconds DocuSign asks us to wait: Retry-After, else the hourly reset when it is spent."""
     value = resp.headers.get("Retry-After", "").strip()
@@ -79,6 +83,10 @@ def retry_after(resp: requests.Response) -> float | None:
             when = None
         if when is not None and when.tzinfo is not None:
             return max(0.0, when.timestamp() - time.time())
+    if "ENVELOPE_POLLING_LIMIT" in error_code(resp).upper():
+        # DocuSign sends no Retry-After on its limits (docs/docusign-facts.md §14); the
+        # per-envelope polling limit is one poll per 15 minutes (§8)
+        return POLLING_LIMIT_WAIT
     # every REST answer carries X-RateLimit-Reset; it only says when to come back when the
     # hourly budget is what ran out (a 5xx or a burst limit would clear much sooner)
     reset = positive_number(resp.headers.get("X-RateLimit-Reset"))

@@ -40,6 +40,7 @@ OPERATIONS = (
     "Envelopes_GetEnvelopes",  # listStatusChanges
     "Recipients_GetRecipients",  # list recipients
     "Views_PostEnvelopeRecipientView",  # embedded signing URL
+    "Templates_GetTemplate",  # `gateway policies check --upstream` reads a template
 )
 # definitions the tests name directly besides those the operations reach
 EXTRA_DEFINITIONS = ("templateRole",)
