@@ -70,6 +70,14 @@ def test_demo_signs_end_to_end_and_stops_on_ctrl_c(demo) -> None:
         back = act(url.replace("&amp;", "&"), "sign")
         assert back.startswith(f"http://127.0.0.1:{gateway_port}/v1/return/")
 
+        # the membership agreement routes on to the owner's countersigner: sign as them
+        record = requests.get(f"{sandbox}/_sandbox/envelopes/{env_id}", timeout=5).json()
+        counter = next(r["recipientId"] for r in record["recipients"]
+                       if r["roleName"] == "Countersigner")
+        signed = requests.post(f"{sandbox}/_sandbox/envelopes/{env_id}/recipients/{counter}/sign",
+                               json={}, timeout=5)
+        assert signed.status_code == 200, signed.text
+
         # before the browser comes back, Connect alone brings the gateway to completed
         def completed_delivered() -> bool:
             log = requests.get(sandbox + "/_sandbox/connect/deliveries", timeout=5).json()

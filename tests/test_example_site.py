@@ -32,6 +32,7 @@ from gateway.cli.demo_stack import DemoStack
 from gateway.services import relay_tokens
 from tests.embedded import act
 from tests.embedded import query
+from tests.embedded import wait_for
 
 _IFRAME_RE = re.compile(r'<iframe id="signing-frame" title="Signing" src="([^"]+)"')
 
@@ -98,13 +99,22 @@ def test_sign_and_see_the_verified_completion(stack, browser) -> None:
     result = finish(browser, act(url, "sign"))
     assert result.status_code == 200
     assert result.url.startswith(stack.site_url + "/signed?")
-    assert outcome(result) == "completed"
-    assert 'data-status="completed"' in result.text
+    # the membership agreement waits for the owner's countersignature
+    assert outcome(result) == "waiting"
+    assert "Signed, waiting for our countersignature" in result.text
     assert "Verified" in result.text
     assert result.headers["Referrer-Policy"] == "no-referrer"
     env_id = query(result.url)["envelope_id"]
-    status = browser.get(f"{stack.site_url}/status/{env_id}", timeout=10).json()
-    assert status["status"] == "completed"
+    record = requests.get(f"{stack.sandbox_url}/_sandbox/envelopes/{env_id}", timeout=5).json()
+    counter = next(r["recipientId"] for r in record["recipients"] if r["roleName"] == "Countersigner")
+    requests.post(f"{stack.sandbox_url}/_sandbox/envelopes/{env_id}/recipients/{counter}/sign",
+                  json={}, timeout=5).raise_for_status()
+
+    def completed() -> bool:
+        status = browser.get(f"{stack.site_url}/status/{env_id}", timeout=10).json()
+        return status["status"] == "completed" and status["signer_status"] == "completed"
+
+    wait_for(completed, timeout=15)
 
 
 def test_the_partner_key_never_reaches_the_browser(stack, browser) -> None:
