@@ -1,18 +1,11 @@
-"""Rate limits: per partner from its policy, per client address for the return relay, and
-one account-wide budget for everything the gateway sends to DocuSign.
+"""Rate limits: per partner from its policy, per client address for the return relay.
 
 Counters live in flask-limiter's storage (`RATELIMIT_STORAGE_URI`): memory for one
 process, Redis for several workers and instances (Redis's atomic scripts make the
 counts exact across nodes). Partner limits are keyed by the partner's database id,
-never by the presented key, so rotating a key does not reset a partner's budget.
-
-The account budget holds the sum of all partners' upstream traffic below DocuSign's
-hourly limit per account (docusign.md §8): `ACCOUNT_HOURLY_LIMIT` (default 3000, 0 turns
-the budget off) minus the `ACCOUNT_RESERVE` share (default 0.1) kept for the owner's other
-integrations and for clock skew. Every REST attempt is counted, retries included, before
-it is sent (the upstream client's `before_call` hook): that is what DocuSign counts.
-DocuSign resets its count at the top of each clock hour, so the counter is keyed by the
-clock hour too; a refusal is 429 `account_budget_exhausted` with Retry-After until then.
+never by the presented key, so rotating a key does not reset a partner's budget. The
+account-wide budget for DocuSign calls shares this storage and lives in
+`gateway/upstream/budget.py`.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def row_hash(key: bytes, prev_hash: str, row: t.Mapping[str, t.Any]) -> str:
 
 def _fit(value: str | None, column: str) -> str | None:
     """Cut a string to its column's length, so what is hashed is exactly what is stored."""
-    length = store.audit_events.c[column].type.length
+    length = getattr(store.audit_events.c[column].type, "length", None)
     return value[:length] if value is not None and length else value
 
 
@@ -132,8 +132,10 @@ def _append(row: dict[str, t.Any]) -> bool:
             return False
         state = json.loads(head.value)
         digest = row_hash(key, state["hash"], row)
-        new_id = conn.execute(_INSERT, {**row, "prev_hash": state["hash"], "row_hash": digest}
-                              ).inserted_primary_key[0]
+        inserted = conn.execute(_INSERT, {**row, "prev_hash": state["hash"], "row_hash": digest}
+                                ).inserted_primary_key
+        assert inserted is not None
+        new_id = inserted[0]
         state.update(id=new_id, hash=digest)
         conn.execute(_SET_HEAD, {"head": json.dumps(state)})
     return True
@@ -192,17 +194,17 @@ def verify(conn: sa.Connection) -> Verdict:
         return Verdict(0, None, GENESIS_HASH, "the audit chain has not been started (no key or head)")
     key = bytes.fromhex(key_hex)
     ev = store.audit_events.c
-    rows = conn.execution_options(yield_per=1000).execute(
+    cursor = conn.execution_options(yield_per=1000).execute(
         sa.select(store.audit_events).where(ev.id > head.get("start_after", 0)).order_by(ev.id))
     prev_hash, prev_id, checked = GENESIS_HASH, None, 0
     try:
-        for row in rows:
+        for row in cursor:
             found = _check_link(key, row, prev_hash, prev_id)
             if found is not None:
                 return Verdict(checked, head["id"], head["hash"], found)
             prev_hash, prev_id, checked = row.row_hash, row.id, checked + 1
     finally:
-        rows.close()  # a server-side cursor on PostgreSQL: do not leave it to the GC
+        cursor.close()  # a server-side cursor on PostgreSQL: do not leave it to the GC
     if (head["id"], head["hash"]) != (prev_id, prev_hash):
         after = f"after record {prev_id}" if prev_id is not None else "from the start"
         return Verdict(checked, head["id"], head["hash"],
@@ -211,7 +213,7 @@ def verify(conn: sa.Connection) -> Verdict:
 
 
 def _check_link(key: bytes, row: sa.Row[t.Any], prev_hash: str, prev_id: int | None) -> str | None:
-    fields = row._mapping
+    fields = t.cast(t.Mapping[str, t.Any], row._mapping)
     intact = row.row_hash is not None and hmac.compare_digest(
         row_hash(key, row.prev_hash or "", fields), row.row_hash)
     if row.prev_hash == prev_hash:
@@ -242,7 +244,8 @@ def _finish_request(response: Response) -> Response:
             code=g.get("error_code") or ("ok" if response.status_code < 400 else None),
             method=request.method,
             # the relay's path holds a bearer token: record the route, not the token
-            path=request.url_rule.rule if request.endpoint == "return_relay.relay" else request.path,
+            path=(request.url_rule.rule if request.url_rule is not None
+                  and request.endpoint == "return_relay.relay" else request.path),
             latency_ms=round(latency_ms, 3),
             request_id=g.get("request_id"),
             detail=g.get("audit_detail"),

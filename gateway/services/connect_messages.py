@@ -105,7 +105,8 @@ def remove_secret(conn: sa.Connection, secret_id: str, *, now: float) -> bool:
 def configure_sandbox_connect(sandbox_url: str, listener_url: str, hmac_secrets: Sequence[str],
                               *, timeout: float = 5) -> None:
     """Point the emulator's Connect at the gateway's listener, signing with these secrets."""
-    body = {"url": listener_url, "hmac_secrets": list(hmac_secrets), "enabled": True}
+    body: dict[str, t.Any] = {"url": listener_url, "hmac_secrets": list(hmac_secrets),
+                              "enabled": True}
     try:
         resp = requests.post(sandbox_url.rstrip("/") + "/_sandbox/connect", json=body,
                              timeout=timeout)

@@ -142,16 +142,18 @@ def _ensure_upstream_row(conn: sa.Connection, envelope_id: str, now: float) -> N
     up = store.envelope_upstream
     values = {"envelope_id": envelope_id, "received_at": now}
     if conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(up).values(**values).on_conflict_do_nothing())
     elif conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(up).values(**values).on_conflict_do_nothing())
     else:
         exists = conn.execute(sa.select(up.c.envelope_id)
                               .where(up.c.envelope_id == envelope_id)).first()
         if exists is None:
             conn.execute(up.insert().values(**values))
-        return
-    conn.execute(dialect_insert(up).values(**values).on_conflict_do_nothing())
 
 
 def signer_status_in(envelope: t.Mapping[str, t.Any], client_user_id: str) -> str | None:

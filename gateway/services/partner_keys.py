@@ -177,9 +177,11 @@ def add_partner(conn: sa.Connection, name: str, *, expires_at: float | None = No
     if row is not None and row.revoked_at is None:
         raise KeyProblem(f"partner {name!r} already exists; use `gateway partners rotate-key`")
     if row is None:
-        partner_id = conn.execute(
+        inserted = conn.execute(
             store.partners.insert().values(name=name, created_at=now)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        partner_id = inserted[0]
     else:
         partner_id = row.id
         conn.execute(

@@ -139,7 +139,9 @@ def jwks() -> dict[str, t.Any]:
     """Public keys of every signing key whose tokens may still be valid (and the next one)."""
     out = []
     for key in published_keys(load()[1], time.time(), current_app.config["GATEWAY_TOKEN_TTL"]):
-        public = serialization.load_pem_private_key(key["private_pem"].encode(), None).public_key()
+        private = serialization.load_pem_private_key(key["private_pem"].encode(), None)
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        public = private.public_key()
         jwk = jwt.algorithms.ECAlgorithm.to_jwk(public, as_dict=True)
         out.append(jwk | {"kid": key["kid"], "use": "sig", "alg": SIGNING_ALGORITHM})
     return {"keys": out}

@@ -9,6 +9,7 @@ DocuSign (`services.signing_sessions`), then answers 303 to the partner's page w
 
 from __future__ import annotations
 
+import typing as t
 import urllib.parse
 
 from flask import Blueprint
@@ -78,7 +79,7 @@ def relay(token: str) -> Response:
                           reference=recorded.reference)
     target = with_query(claims["ret"], {"envelope_id": claims["env"], "event": event,
                                         "gateway_token": proof})
-    resp = redirect(target, code=303)
+    resp = t.cast(Response, redirect(target, code=303))
     resp.headers["Cache-Control"] = "no-store"
     # the partner's page must not leak the token onward in a Referer
     resp.headers["Referrer-Policy"] = "no-referrer"
