@@ -80,26 +80,26 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import store
     from gateway import upstream
     from gateway.guards import ratelimit
-    from gateway.services import audit
     from gateway.store import vault
     from gateway.web import admin
     from gateway.web import connect as webhooks
     from gateway.web import openapi
     from gateway.web import operator as observability
     from gateway.web import partner as partner_api
+    from gateway.web import pipeline
     from gateway.web import proxy
     from gateway.web import relay as return_relay
 
     errors.init_app(app)
-    audit.init_app(app)
     vault.init_app(app)
     store.init_app(app)
     policies.init_app(app)
+    # before the limiter: the pipeline reads the headers the limiter's own hook sets
+    pipeline.init_app(app)
     ratelimit.init_app(app)
     partner_api.init_app(app)
     return_relay.init_app(app)
     webhooks.init_app(app)
-    # operator surface last: it documents the routes registered so far
     observability.init_app(app)
     # the client takes its hooks from the budget and the metrics made above
     upstream.init_app(app, before_call=app.extensions["account_budget"].admit,

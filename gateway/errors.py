@@ -13,9 +13,10 @@ import typing as t
 import click
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import json
 from werkzeug.exceptions import HTTPException
+
+from gateway import context
 
 log = logging.getLogger(__name__)
 
@@ -395,9 +396,11 @@ def as_gateway_error(exc: HTTPException) -> GatewayError:
 def render(err: GatewayError) -> Response:
     """The one place a problem+json response is built."""
     body = err.problem()
-    body["request_id"] = g.get("request_id")
+    state = context.current()
+    body["request_id"] = state.request_id or None
     resp = Response(json.dumps(body), status=err.code, headers=err.get_headers())
-    g.error_code = err.error_code
+    state.error_code = err.error_code
+    state.retry_after = resp.headers.get("Retry-After")
     return resp
 
 
@@ -406,7 +409,7 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    log.exception("unhandled error", extra={"request_id": context.current().request_id})
     return render(InternalError())
 
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import functools
 import typing as t
 
-from flask import g
-
+from gateway import context
 from gateway.guards.authenticate import authenticate
 from gateway.guards.operation import check_operation
 from gateway.guards.operation import load_policy
@@ -38,7 +37,7 @@ def partner_call(operation: str | None) -> t.Callable[[F], F]:
 
         @functools.wraps(view)
         def guarded(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            g.operation = operation or view.__name__
+            context.current().operation = operation or view.__name__
             caller = authenticate()
             policy = load_policy(caller)
             check_operation(policy, operation)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import g
 from flask import request
 
+from gateway import context
 from gateway import store
 from gateway.services import partner_keys
 from gateway.services.partner_keys import Caller
@@ -23,6 +23,7 @@ def authenticate() -> Caller:
     """The caller behind a valid, unrevoked, unexpired key; 401 otherwise."""
     with store.transaction() as conn:
         caller = partner_keys.authenticate(conn, bearer_token())
-    g.caller = caller
-    g.partner = caller.partner
+    state = context.current()
+    state.caller = caller
+    state.partner = caller.partner
     return caller

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g
-
+from gateway import context
 from gateway import errors
 from gateway.policy import Policy
 from gateway.policy import get_policies
@@ -15,7 +14,7 @@ def load_policy(caller: Caller) -> Policy:
     policy = get_policies().get(caller.partner)
     if policy is None:
         raise errors.PolicyUnavailable()
-    g.policy = policy
+    context.current().policy = policy
     return policy
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import typing as t
 
 import sqlalchemy as sa
-from flask import g
 
+from gateway import context
 from gateway import errors
 from gateway.services import envelopes
 from gateway.services.partner_keys import Caller
@@ -18,7 +18,7 @@ from gateway.services.partner_keys import Caller
 
 def owned_envelope(conn: sa.Connection, caller: Caller, envelope_id: str) -> sa.Row[t.Any]:
     """The caller's own envelope, else 404."""
-    g.envelope_id = envelope_id[:64]
+    context.current().envelope_id = envelope_id[:64]
     row = envelopes.find_owned(conn, envelope_id, caller.partner_id)
     if row is None:
         raise errors.EnvelopeNotFound()

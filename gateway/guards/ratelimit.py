@@ -14,11 +14,11 @@ import logging
 
 from flask import Flask
 from flask import Response
-from flask import g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits.errors import StorageError
 
+from gateway import context
 from gateway import errors
 from gateway.upstream.budget import AccountBudget
 
@@ -33,11 +33,11 @@ limiter = Limiter(
 
 
 def _partner_key() -> str:
-    return f"partner:{g.caller.partner_id}"
+    return f"partner:{context.caller().partner_id}"
 
 
 def _partner_rate() -> str:
-    return g.policy.rate_limit
+    return context.policy().rate_limit
 
 
 #: one budget per partner, shared by every partner endpoint
@@ -47,28 +47,6 @@ partner_limit = limiter.shared_limit(_partner_rate, scope="partner", key_func=_p
 relay_limit = limiter.limit("60/minute", key_func=get_remote_address)
 
 
-def _keep_own_retry_after(response: Response) -> Response:
-    """Runs just before flask-limiter's header hook: remember the answer's own Retry-After."""
-    g.own_retry_after = response.headers.get("Retry-After")
-    return response
-
-
-def _retry_after_only_when_limited(response: Response) -> Response:
-    """flask-limiter puts its window's reset in Retry-After on every response (the later of
-    it and any Retry-After already there). Only its own refusal should carry that: a
-    success carries none, and any other error keeps the one it was raised with (DocuSign's
-    hint, the idempotency lease, the account budget's hour)."""
-    if response.status_code < 400:
-        response.headers.pop("Retry-After", None)
-    elif g.get("error_code") != errors.RateLimited.error_code:
-        own = g.get("own_retry_after")
-        if own is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = own
-    return response
-
-
 def _storage_down(exc: StorageError) -> Response:
     log.error("rate-limit storage unreachable: %s", type(exc.storage_error).__name__)
     return errors.render(errors.RateLimitUnavailable(retry_after=5))
@@ -76,15 +54,12 @@ def _storage_down(exc: StorageError) -> Response:
 
 def init_app(app: Flask) -> None:
     """The limiter, and the account budget (`app.extensions["account_budget"]`)."""
-    # after_request hooks run in reverse order: registered first, this one sees the limiter's headers
-    app.after_request(_retry_after_only_when_limited)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # storage failures surface as limits' StorageError, answered 503 below: fail closed
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"wrap_exceptions": True})
     app.register_error_handler(StorageError, _storage_down)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)
-    app.after_request(_keep_own_retry_after)
     budget = AccountBudget(
         limiter.storage,
         hourly_limit=int(app.config["ACCOUNT_HOURLY_LIMIT"]),

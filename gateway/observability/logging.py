@@ -17,12 +17,12 @@ import typing as t
 
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import has_request_context
 from flask import request
 
-from gateway.observability.context import elapsed_seconds
-from gateway.observability.context import request_labels
+from gateway import context
+from gateway.observability.labels import elapsed_seconds
+from gateway.observability.labels import request_labels
 
 _access = logging.getLogger("gateway.access")
 
@@ -97,7 +97,7 @@ class JsonFormatter(logging.Formatter):
         }
         request_id = getattr(record, "request_id", None)
         if request_id is None and has_request_context():
-            request_id = g.get("request_id")
+            request_id = context.current().request_id or None
         if request_id is not None:
             doc["request_id"] = request_id
         doc.update({k: v for k, v in vars(record).items()
@@ -163,7 +163,7 @@ def access_log(response: Response) -> Response:
         "%s %s -> %s in %.1f ms", request.method, request.path, response.status_code, seconds * 1000,
         extra={"method": request.method, "path": request.path, "status": response.status_code,
                "duration_ms": round(seconds * 1000, 1), "partner": partner or None,
-               "operation": operation, "code": g.get("error_code"),
+               "operation": operation, "code": context.current().error_code,
                "remote_addr": request.remote_addr},
     )
     return response

@@ -19,8 +19,8 @@ from prometheus_client import disable_created_metrics
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
-from gateway.observability.context import elapsed_seconds
-from gateway.observability.context import request_labels
+from gateway.observability.labels import elapsed_seconds
+from gateway.observability.labels import request_labels
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

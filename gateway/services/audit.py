@@ -23,33 +23,23 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import secrets
 import time
 import typing as t
-import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import g
 from flask import request
 
+from gateway import context
 from gateway import store
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 NOT_AUDITED = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/.well-known/", "/docs",
                "/admin", "/static/")
-
-
-def _start_request() -> None:
-    g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
 CHAIN_KEY_SETTING = "audit_chain_key"
@@ -229,30 +219,31 @@ def _audited(path: str) -> bool:
     return not any(path == p or path.startswith(p) for p in NOT_AUDITED)
 
 
-def _finish_request(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+def record_request(response: Response) -> Response:
+    """The audit row of the request being answered (operator endpoints are not audited)."""
     if not _audited(request.path):
         return response
-    latency_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    operation = g.get("operation") or ("blocked" if request.url_rule is None else request.endpoint)
+    state = context.current()
+    latency_ms = (time.perf_counter() - state.started) * 1000
+    operation = state.operation or ("blocked" if request.url_rule is None else request.endpoint)
     try:
         record(
             operation=str(operation),
-            partner=g.get("partner"),
-            envelope_id=g.get("envelope_id"),
+            partner=state.partner,
+            envelope_id=state.envelope_id,
             status=response.status_code,
-            code=g.get("error_code") or ("ok" if response.status_code < 400 else None),
+            code=state.error_code or ("ok" if response.status_code < 400 else None),
             method=request.method,
             # the relay's path holds a bearer token: record the route, not the token
             path=(request.url_rule.rule if request.url_rule is not None
                   and request.endpoint == "return_relay.relay" else request.path),
             latency_ms=round(latency_ms, 3),
-            request_id=g.get("request_id"),
-            detail=g.get("audit_detail"),
+            request_id=state.request_id,
+            detail=state.audit_detail,
         )
     except sa.exc.SQLAlchemyError:
         # an audit write failing must be loud in the logs, but the answer is already decided
-        log.exception("audit write failed", extra={"request_id": g.get("request_id")})
+        log.exception("audit write failed", extra={"request_id": state.request_id})
     return response
 
 
@@ -276,8 +267,3 @@ def query(
     elif status:
         q = q.where(ev.c.status == int(status))
     return [dict(r._mapping) for r in reversed(conn.execute(q).all())]
-
-
-def init_app(app: Flask) -> None:
-    app.before_request(_start_request)
-    app.after_request(_finish_request)

@@ -40,6 +40,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
 
+from gateway import context
 from gateway import store
 from gateway.guards.ratelimit import limiter
 from gateway.policy import get_policies
@@ -201,6 +202,7 @@ def _headers(response: Response) -> Response:
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
     retry = str(current_app.config.get("ADMIN_LOGIN_RETRY_AFTER", 60))
+    context.current().retry_after = retry  # kept by the request pipeline over the limiter's
     return (render_template("admin/login.html", error="Too many sign-in attempts; wait a minute "
                             "and try again.", username=""), 429, {"Retry-After": retry})
 
@@ -227,7 +229,7 @@ def _user_rate() -> str:
 
 def _record(operation: str, *, status: int, partner: str | None = None, detail: str | None = None) -> None:
     audit.record(operation=operation, partner=partner, status=status, method=request.method,
-                 path=request.path, request_id=g.get("request_id"), detail=detail)
+                 path=request.path, request_id=context.current().request_id, detail=detail)
     log.info("admin console: %s%s (%s)", operation, f" {partner}" if partner else "", detail or "",
              extra={"admin_action": operation})
 

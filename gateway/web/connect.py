@@ -23,10 +23,10 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import g
 from flask import jsonify
 from flask import request
 
+from gateway import context
 from gateway import errors
 from gateway import store
 from gateway.services import envelopes
@@ -65,14 +65,15 @@ def _verified_body() -> bytes:
 
 
 def _ignored(reason: str) -> Response:
-    g.error_code = reason
+    context.current().error_code = reason
     return jsonify({"received": True, "applied": False})
 
 
 @bp.post(WEBHOOK_PATH)
 def docusign_connect() -> Response:
     """Accept one Connect JSON SIM message."""
-    g.operation = "connect_event"
+    state = context.current()
+    state.operation = "connect_event"
     body = _verified_body()
     try:
         message = json.loads(body)
@@ -91,8 +92,8 @@ def docusign_connect() -> Response:
         ).first()
         if row is None:
             return _ignored("ignored_unknown_envelope")
-        g.envelope_id = read.envelope_id
-        g.partner = row.name
+        state.envelope_id = read.envelope_id
+        state.partner = row.name
         reported = envelopes.Reported(read.status,
                                       envelopes.signer_status_in(read.summary, row.client_user_id),
                                       read.as_of)
@@ -100,7 +101,7 @@ def docusign_connect() -> Response:
                                            last_event=read.event, now=time.time())
     if change is None:
         return _ignored("ignored_stale")
-    g.audit_detail = envelopes.describe(change.after)
+    state.audit_detail = envelopes.describe(change.after)
     return jsonify({"received": True, "applied": True})
 
 

@@ -18,13 +18,13 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import g
 from flask import jsonify
 from flask import send_from_directory
 from marshmallow import INCLUDE
 from marshmallow import Schema
 from marshmallow import fields
 
+from gateway import context
 from gateway.web import schemas
 from gateway.web.operator import HealthSchema
 from gateway.web.operator import ReadinessSchema
@@ -278,14 +278,14 @@ def get_spec() -> dict[str, t.Any]:
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    g.operation = "openapi"
+    context.current().operation = "openapi"
     return jsonify(get_spec())
 
 
 @bp.get("/docs")
 def docs() -> Response:
     """A page that renders `/openapi.json` with a small local script."""
-    g.operation = "docs"
+    context.current().operation = "docs"
     resp = send_from_directory(t.cast(str, bp.static_folder), "docs.html", max_age=0)
     resp.headers["Content-Security-Policy"] = DOCS_CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"

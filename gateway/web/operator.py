@@ -22,26 +22,20 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import g
 from flask import jsonify
 from marshmallow import Schema
 from marshmallow import fields
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway import context
 from gateway import errors
 from gateway import store
 from gateway.observability import metrics as obs_metrics
-from gateway.observability.logging import access_log
 from gateway.observability.logging import configure_logging
 from gateway.policy import get_policies
 from gateway.upstream import get_client
 
 bp = Blueprint("ops", __name__)
-
-
-def _after_request(response: Response) -> Response:
-    # metrics first, then the access line: the order they ran in as one hook
-    return access_log(obs_metrics.observe(response))
 
 
 # --- health -------------------------------------------------------------------------
@@ -136,14 +130,14 @@ def _check_policies() -> str | None:
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process is up and answering; nothing else is checked."""
-    g.operation = "healthz"
+    context.current().operation = "healthz"
     return jsonify(HealthSchema().dump({"status": "ok"}))
 
 
 @bp.get("/readyz")
 def readyz() -> Response:
     """Ready to serve partners: database, policies and DocuSign all usable."""
-    g.operation = "readyz"
+    context.current().operation = "readyz"
     probe: UpstreamProbe = current_app.extensions["upstream_probe"]
     results = {"database": _check_database(), "policies": _check_policies(), "upstream": probe.check()}
     failing = {name: [reason] for name, reason in results.items() if reason is not None}
@@ -156,7 +150,7 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text exposition."""
-    g.operation = "metrics"
+    context.current().operation = "metrics"
     return Response(obs_metrics.get_metrics().exposition(), content_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
 
@@ -164,8 +158,8 @@ def metrics() -> Response:
 def init_app(app: Flask) -> None:
     """Metrics, JSON logging, the access log and the probes.
 
-    Must run after `audit.init_app` (it reads the request id and start time audit sets);
-    the app factory hands `Metrics.observe_upstream` to the DocuSign client.
+    The app factory hands `Metrics.observe_upstream` to the DocuSign client; the request
+    pipeline (`web/pipeline.py`) calls the metrics and the access log for each answer.
     """
     configure_logging(app)
     obs_metrics.init_app(app)
@@ -173,5 +167,4 @@ def init_app(app: Flask) -> None:
         wait=float(app.config.get("READYZ_UPSTREAM_TIMEOUT", 2.0)),
         retry=float(app.config.get("READYZ_UPSTREAM_RETRY", 10.0)),
     )
-    app.after_request(_after_request)
     app.register_blueprint(bp)

@@ -13,10 +13,10 @@ import time
 from flask import Blueprint
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import jsonify
 from flask import request
 
+from gateway import context
 from gateway import store
 from gateway.guards import partner_call
 from gateway.guards.body import load_body
@@ -36,9 +36,10 @@ bp = Blueprint("partner", __name__, url_prefix="/v1")
 @partner_call("create_draft")
 def create_envelope() -> tuple[Response, int, dict[str, str]]:
     body = load_body(schemas.CreateEnvelopeSchema())
-    template = approved_template(g.policy, body["template"], body["fields"])
-    status, answer = drafts.create(g.caller, body, template, request.headers.get("Idempotency-Key"))
-    g.envelope_id = answer.get("envelope_id")
+    template = approved_template(context.policy(), body["template"], body["fields"])
+    status, answer = drafts.create(context.caller(), body, template,
+                                   request.headers.get("Idempotency-Key"))
+    context.current().envelope_id = answer.get("envelope_id")
     location = f"{bp.url_prefix}/envelopes/{answer['envelope_id']}"
     return jsonify(answer), status, {"Location": location}
 
@@ -48,9 +49,10 @@ def create_envelope() -> tuple[Response, int, dict[str, str]]:
 def recipient_view(envelope_id: str) -> tuple[Response, int]:
     body = load_body(schemas.RecipientViewRequestSchema())
     with store.transaction() as conn:
-        row = owned_envelope(conn, g.caller, envelope_id)
-    check_return_url(g.policy, body["return_url"])
-    url = signing_sessions.open_session(row, g.caller.partner_id, g.policy, body["return_url"])
+        row = owned_envelope(conn, context.caller(), envelope_id)
+    check_return_url(context.policy(), body["return_url"])
+    url = signing_sessions.open_session(row, context.caller().partner_id, context.policy(),
+                                        body["return_url"])
     expires_at = envelopes.iso(time.time() + signing_sessions.SIGNING_URL_TTL)
     return jsonify({"url": url, "expires_at": expires_at}), 201
 
@@ -59,16 +61,16 @@ def recipient_view(envelope_id: str) -> tuple[Response, int]:
 @partner_call("status")
 def envelope_status(envelope_id: str) -> Response:
     with store.transaction() as conn:
-        row = owned_envelope(conn, g.caller, envelope_id)
-    row = status_reads.refresh(row, g.caller.partner_id)
-    g.audit_detail = envelopes.describe((row.status, row.signer_status))
+        row = owned_envelope(conn, context.caller(), envelope_id)
+    row = status_reads.refresh(row, context.caller().partner_id)
+    context.current().audit_detail = envelopes.describe((row.status, row.signer_status))
     return jsonify(envelopes.status_body(row))
 
 
 @bp.get("/templates")
 @partner_call(None)
 def list_templates() -> Response:
-    return jsonify({"templates": [tpl.public() for tpl in g.policy.templates.values()]})
+    return jsonify({"templates": [tpl.public() for tpl in context.policy().templates.values()]})
 
 
 def init_app(app: Flask) -> None:

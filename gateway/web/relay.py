@@ -15,12 +15,12 @@ import urllib.parse
 from flask import Blueprint
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import request
 from markupsafe import escape
 
+from gateway import context
 from gateway.guards.ratelimit import relay_limit
 from gateway.services import envelopes
 from gateway.services import signing_sessions
@@ -49,7 +49,7 @@ def _error_page(message: str, status: int = 400) -> Response:
         "<p id='problem'>" + str(escape(message)) + "</p>"
         "<p>Please return to the website you came from and start again.</p></body></html>"
     )
-    g.error_code = "relay_rejected"
+    context.current().error_code = "relay_rejected"
     return Response(html, status=status, mimetype="text/html",
                     headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                              "Content-Security-Policy": "default-src 'none'"})
@@ -59,21 +59,22 @@ def _error_page(message: str, status: int = 400) -> Response:
 @relay_limit
 def relay(token: str) -> Response:
     """Check and spend the relay token, record the event, hand the partner its proof."""
-    g.operation = "return_relay"
+    state = context.current()
+    state.operation = "return_relay"
     event = request.args.get("event", "")
     if event not in signing_sessions.EVENTS:
         return _error_page("DocuSign did not say how the signing session ended.")
     try:
         claims = read_relay_token(token)
-        g.envelope_id = claims["env"]
+        state.envelope_id = claims["env"]
         recorded = signing_sessions.spend(claims, event)
     except RelayRejected as exc:
         return _error_page(str(exc))
-    g.partner = recorded.partner
+    state.partner = recorded.partner
     status, signer_status = recorded.status, recorded.signer_status
     if event in signing_sessions.CONFIRMED_EVENTS:
         status, signer_status = signing_sessions.confirm(claims["env"], recorded)
-    g.audit_detail = envelopes.describe((status, signer_status))
+    state.audit_detail = envelopes.describe((status, signer_status))
     proof = gateway_token(partner=recorded.partner, envelope_id=claims["env"], event=event,
                           status=status, signer_status=signer_status,
                           reference=recorded.reference)
