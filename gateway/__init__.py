@@ -42,6 +42,14 @@ DEFAULTS: dict[str, t.Any] = {
     # the relay's confirming read keeps the signer's browser waiting: at most this long
     "RETURN_CONFIRM_BUDGET": 5.0,
     "GATEWAY_TOKEN_TTL": 900,
+    # partner webhooks: a sender thread in serving processes (None = on unless TESTING;
+    # the fleet-wide lease keeps it to one active sender), per-attempt timeout, retry caps
+    "WEBHOOK_SENDER": None,
+    "WEBHOOK_TIMEOUT": 10.0,
+    "WEBHOOK_RETRY_SCHEDULE": (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200),
+    # an event is given up only after the whole schedule AND at least this many seconds
+    "WEBHOOK_RETRY_WINDOW": 24 * 3600,
+    "WEBHOOK_INTERVAL": 1.0,
 }
 
 _ENV_SETTINGS = {
@@ -80,6 +88,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import store
     from gateway import upstream
     from gateway.guards import ratelimit
+    from gateway.services import webhook_sender
     from gateway.store import vault
     from gateway.web import admin
     from gateway.web import connect as webhooks
@@ -106,4 +115,5 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
                       on_call=app.extensions["metrics"].observe_upstream)
     openapi.init_app(app)
     admin.init_app(app)
+    webhook_sender.init_app(app)
     return proxy.behind_proxy(app)

@@ -101,3 +101,29 @@ def partners_rotate(name: str, grace: str) -> None:
         key = keys.rotate_key(conn, name, grace=seconds)
     click.echo(f"new key for {name!r}; old key(s) stop within {grace}:", err=True)
     click.echo(key)
+
+
+@partners_group.command("webhook-secret")
+@click.argument("name")
+@click.option("--grace", default="24h", show_default=True, metavar="DURATION",
+              help="How long the previous secret keeps signing too.")
+def partners_webhook_secret(name: str, grace: str) -> None:
+    """Issue a new webhook signing secret and print it once.
+
+    Until the grace period ends both the old and the new secret sign each webhook.
+    """
+    import sqlalchemy as sa
+
+    from gateway import store
+    from gateway.services import webhook_secrets
+
+    seconds = common.parse_duration(grace)
+    with common.transaction() as conn:
+        partner_id = conn.execute(sa.select(store.partners.c.id)
+                                  .where(store.partners.c.name == name)).scalar()
+        if partner_id is None:
+            raise CLIError(f"no partner named {name!r}: see `gateway partners list`")
+        secret = webhook_secrets.rotate(conn, partner_id, seconds, time.time())
+    click.echo(f"new webhook secret for {name!r}; shown once, store it now "
+               f"(the previous one still signs for {grace}):", err=True)
+    click.echo(secret)

@@ -14,6 +14,7 @@ from flask import Response
 from flask import current_app
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter
+from prometheus_client import Gauge
 from prometheus_client import Histogram
 from prometheus_client import disable_created_metrics
 from prometheus_client import generate_latest
@@ -50,6 +51,12 @@ class Metrics:
                                           registry=reg, buckets=_LATENCY_BUCKETS)
         self.token_refreshes = Counter("gateway_upstream_token_refreshes", "DocuSign access token "
                                        "requests (JWT grant), by outcome", ["outcome"], registry=reg)
+        self.webhook_deliveries = Counter("gateway_webhook_deliveries", "Partner webhook delivery "
+                                          "attempts, by outcome (delivered, retry, failed, held)",
+                                          ["outcome"], registry=reg)
+        self.webhook_oldest_pending = Gauge("gateway_webhook_oldest_pending_age_seconds", "Age of "
+                                            "the oldest pending partner webhook event (set on each "
+                                            "sender batch)", registry=reg, multiprocess_mode="max")
 
     def observe_request(self, *, partner: str, operation: str, status: int, seconds: float) -> None:
         """Count one answered request."""

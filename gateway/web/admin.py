@@ -355,6 +355,45 @@ def rotate(name: str) -> t.Any:
     return _page("key.html", name=name, key=key, grace=grace)
 
 
+# --- partner webhooks ----------------------------------------------------------------------
+
+
+@bp.get("/partners/<name>/webhooks")
+@require_admin
+def webhooks(name: str) -> t.Any:
+    """The partner's webhook deliveries, newest first, each with a Replay button."""
+    from gateway.services import webhook_outbox
+
+    with store.transaction() as conn:
+        row = _partner_or_404(conn, name)
+        events = webhook_outbox.list_events(conn, partner=name, limit=200) if row else []
+    if row is None:
+        return _page("error.html", 404, message=f"No partner named {name!r}.")
+    policy = get_policies().get(name)
+    return _page("webhooks.html", name=name, events=events,
+                 webhook_url=policy.webhook_url if policy else None)
+
+
+@bp.post("/partners/<name>/webhooks/<event_id>/replay")
+@require_admin
+def webhook_replay(name: str, event_id: str) -> t.Any:
+    """Queue one of the partner's events again (CSRF-checked like every console POST)."""
+    from gateway.services import webhook_outbox
+
+    ev = store.webhook_events
+    with store.transaction() as conn:
+        owned = conn.execute(
+            sa.select(ev.c.id).select_from(ev.join(store.partners))
+            .where(ev.c.event_id == event_id, store.partners.c.name == name)).first()
+        done = owned is not None and webhook_outbox.replay(conn, event_id, now=time.time())
+    if not done:
+        flash(f"No webhook event {event_id!r} for {name!r}.", "error")
+    else:
+        _record("admin_webhook_replay", status=200, partner=name, detail=f"by {g.admin}; {event_id}")
+        flash(f"Event {event_id} queued again.", "ok")
+    return redirect(url_for("admin.webhooks", name=name), code=303)
+
+
 # --- audit ---------------------------------------------------------------------------------
 
 

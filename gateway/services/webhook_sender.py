@@ -1,0 +1,351 @@
+"""The partner-webhook sender: delivers the outbox (`webhook_events`) at least once.
+
+`deliver_due()` sends the due pending events, oldest first and in order per envelope
+(an event waits while an older one of its envelope is still pending), each signed with
+every active secret of its partner (Standard Webhooks). A row's state changes only
+after the receiver answered, so a process killed mid-delivery leaves it pending and it
+is sent again (receivers deduplicate by `webhook-id`). One sender runs across the
+fleet: a lease row in `settings` (like the token fetcher's) is claimed before, and
+renewed during, each batch. `run_forever()` is the loop of `gateway webhooks run` and
+of the daemon thread `start_sender()` starts in a serving process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import typing as t
+import uuid
+from urllib.parse import urlsplit
+
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from flask import current_app
+from standardwebhooks import Webhook
+
+from gateway import store
+from gateway.policy import get_policies
+from gateway.services import webhook_outbox
+from gateway.services import webhook_secrets
+
+log = logging.getLogger(__name__)
+
+LEASE_SETTING = "webhook_sender_lease"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200)
+DEFAULT_WINDOW = 24 * 3600
+METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+USER_AGENT = "docusign-partner-gateway-webhooks/1"
+
+#: this process's lease owner id
+OWNER = uuid.uuid4().hex
+
+
+class Refused(Exception):
+    """The webhook URL's host is not one the gateway may connect to; the message says why."""
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def _timeout() -> float:
+    return float(current_app.config.get("WEBHOOK_TIMEOUT", DEFAULT_TIMEOUT))
+
+
+def _schedule() -> tuple[float, ...]:
+    value = current_app.config.get("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE)
+    if isinstance(value, str):  # from the environment: "5,30,120"
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    return tuple(float(v) for v in value) or DEFAULT_SCHEDULE
+
+
+def _window() -> float:
+    return float(current_app.config.get("WEBHOOK_RETRY_WINDOW", DEFAULT_WINDOW))
+
+
+def retry_delay(attempts: int, schedule: t.Sequence[float]) -> float:
+    """Full jitter: a random delay up to the schedule's step for this attempt (at least 1 s)."""
+    cap = schedule[min(attempts, len(schedule)) - 1]
+    return max(1.0, random.uniform(0.0, cap))  # noqa: S311 - jitter, not a secret
+
+
+# --- the lease ------------------------------------------------------------------------------
+
+
+def claim_lease(owner: str, *, lease: float, now: float | None = None) -> bool:
+    """Hold (or keep holding) the fleet's one sender lease for `lease` seconds."""
+    now = time.time() if now is None else now
+    rows = store.settings.c
+    mine = json.dumps(owner)
+    with store.transaction() as conn:
+        taken = conn.execute(
+            store.settings.update()
+            .where(rows.name == LEASE_SETTING, sa.or_(rows.updated_at <= now, rows.value == mine))
+            .values(value=mine, updated_at=now + lease, encrypted=False)
+        ).rowcount
+        exists = taken or conn.execute(
+            sa.select(rows.name).where(rows.name == LEASE_SETTING)).first()
+    if taken or exists:
+        return bool(taken)
+    try:
+        with store.transaction() as conn:
+            conn.execute(store.settings.insert().values(
+                name=LEASE_SETTING, value=mine, encrypted=False, updated_at=now + lease))
+    except sa.exc.IntegrityError:  # another process created it first, and holds it
+        return False
+    return True
+
+
+def release_lease(owner: str) -> None:
+    """End this owner's lease now, so another sender need not wait it out."""
+    rows = store.settings.c
+    with store.transaction() as conn:
+        conn.execute(store.settings.update()
+                     .where(rows.name == LEASE_SETTING, rows.value == json.dumps(owner))
+                     .values(updated_at=0.0))
+
+
+# --- address checks -------------------------------------------------------------------------
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_destination(url: str) -> None:
+    """Refuse a URL whose host resolves to any non-public address (SSRF guard).
+
+    Loopback is allowed only when the URL itself names a loopback host (a local receiver
+    the policy asked for), never when a public-looking name resolves to it.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or parts.scheme not in ("http", "https"):
+        raise Refused("refused: not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loopback_ok = _is_loopback_host(host)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise Refused("refused: host does not resolve") from None
+    if not infos:
+        raise Refused("refused: host does not resolve")
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if addr.is_loopback:
+            if loopback_ok:
+                continue
+            raise Refused("refused: loopback address")
+        if addr in METADATA_ADDRESSES:
+            raise Refused("refused: metadata address")
+        if (addr.is_private or addr.is_link_local or addr.is_multicast or addr.is_reserved
+                or addr.is_unspecified or not addr.is_global):
+            raise Refused("refused: private address")
+
+
+# --- one delivery -----------------------------------------------------------------------
+
+
+def signature_header(secrets_: t.Sequence[str], event_id: str, timestamp: int, payload: str) -> str:
+    """`v1,<sig>` for each secret, space-separated, as the Standard Webhooks libraries make it."""
+    when = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return " ".join(Webhook(s).sign(event_id, when, payload) for s in secrets_)
+
+
+def _post(url: str, event_id: str, payload: str, secrets_: t.Sequence[str]) -> tuple[str, str]:
+    """Send one event; (outcome, last_result) with outcome delivered | retry | failed."""
+    try:
+        check_destination(url)
+    except Refused as exc:
+        return "retry", str(exc)
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secrets_, event_id, timestamp, payload),
+    }
+    try:
+        resp = requests.post(url, data=payload.encode("utf-8"), headers=headers,
+                             timeout=_timeout(), allow_redirects=False, stream=True)
+        resp.close()  # the body is never read, nor recorded
+    except requests.Timeout:
+        return "retry", "timeout"
+    except requests.ConnectionError:
+        return "retry", "connection error"
+    except requests.RequestException as exc:
+        return "retry", f"request failed: {type(exc).__name__}"
+    code = resp.status_code
+    if 200 <= code < 300:
+        return "delivered", f"HTTP {code}"
+    if code == 410:
+        return "failed", "HTTP 410: receiver gone"
+    if 300 <= code < 400:
+        return "retry", f"HTTP {code}: redirect not followed"
+    return "retry", f"HTTP {code}"
+
+
+def _due(conn: sa.Connection, now: float, limit: int, skip: set[int]) -> list[t.Any]:
+    """Pending events due now whose envelope has no older pending event, oldest first."""
+    ev = store.webhook_events
+    older = ev.alias("older")
+    blocked = (sa.select(older.c.id)
+               .where(older.c.envelope_id == ev.c.envelope_id, older.c.state == "pending",
+                      older.c.id < ev.c.id).exists())
+    q = (sa.select(ev, store.partners.c.name.label("partner"),
+                   store.partners.c.revoked_at.label("revoked_at"))
+         .select_from(ev.join(store.partners))
+         .where(ev.c.state == "pending", ev.c.next_attempt_at <= now, ~blocked)
+         .order_by(ev.c.id).limit(limit))
+    if skip:
+        q = q.where(ev.c.id.not_in(skip))
+    return list(conn.execute(q).all())
+
+
+def _finish(row: t.Any, outcome: str, result: str, now: float) -> str:
+    """Record an attempt's outcome (only if nobody replayed the row meanwhile)."""
+    ev = store.webhook_events
+    attempts = row.attempts + (0 if outcome == "held" else 1)
+    values: dict[str, t.Any] = {"attempts": attempts, "last_attempt_at": now,
+                                "last_result": result[:128]}
+    if outcome == "delivered":
+        values |= {"state": "delivered", "delivered_at": now}
+    elif outcome in ("failed", "held"):
+        values |= {"state": outcome}
+    else:
+        schedule = _schedule()
+        if attempts > len(schedule) and now - row.created_at >= _window():
+            outcome = "failed"
+            values |= {"state": "failed", "last_result": f"{result}; retries exhausted"[:128]}
+        else:
+            values |= {"next_attempt_at": now + retry_delay(attempts, schedule)}
+    with store.transaction() as conn:
+        conn.execute(ev.update().where(ev.c.id == row.id, ev.c.state == "pending",
+                                       ev.c.attempts == row.attempts).values(**values))
+    return outcome
+
+
+def deliver_due(now: float | None = None, *, limit: int = 50, owner: str | None = None) -> dict[str, t.Any]:
+    """Send the due events (needs an app context); counts by outcome.
+
+    Returns `{"lease": False}` when another sender of the fleet holds the lease.
+    """
+    owner = owner or OWNER
+    lease = _timeout() + 30.0
+    counts: dict[str, t.Any] = {"lease": True, "delivered": 0, "retry": 0, "failed": 0, "held": 0}
+    if not claim_lease(owner, lease=lease):
+        counts["lease"] = False
+        return counts
+    metrics = current_app.extensions.get("metrics")
+    policies = get_policies()
+    seen: set[int] = set()
+    sent = 0
+    while sent < limit:
+        at = time.time() if now is None else now
+        with store.transaction() as conn:
+            rows = _due(conn, at, limit - sent, seen)
+        if not rows:
+            break
+        for row in rows:
+            seen.add(row.id)
+            sent += 1
+            at = time.time() if now is None else now
+            if not claim_lease(owner, lease=lease):  # renewed per event; lost = stop at once
+                counts["lease"] = False
+                return counts
+            policy = policies.get(row.partner)
+            if row.revoked_at is not None or policy is None or not policy.webhook_url:
+                why = "partner revoked" if row.revoked_at is not None else "no webhook_url in policy"
+                outcome = _finish(row, "held", f"held: {why}", at)
+            else:
+                with store.transaction() as conn:
+                    secrets_ = webhook_secrets.active(conn, row.partner_id, at)
+                if not secrets_:
+                    outcome, result = "retry", "no webhook secret: run `gateway partners webhook-secret`"
+                else:
+                    outcome, result = _post(policy.webhook_url, row.event_id, row.payload, secrets_)
+                outcome = _finish(row, outcome, result, time.time() if now is None else now)
+            counts[outcome] += 1
+            if metrics is not None:
+                metrics.webhook_deliveries.labels(outcome).inc()
+    if metrics is not None:
+        with store.transaction() as conn:
+            metrics.webhook_oldest_pending.set(
+                webhook_outbox.oldest_pending_age(conn, now=time.time() if now is None else now))
+    return counts
+
+
+# --- running it -------------------------------------------------------------------------
+
+
+def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) -> None:
+    """Deliver due events every `interval` seconds until `stop_event` is set."""
+    while not stop_event.is_set():
+        try:
+            with app.app_context():
+                deliver_due()
+        except Exception:  # noqa: BLE001 - a loop that must outlive a bad batch or a DB blip
+            log.exception("webhook delivery batch failed")
+        stop_event.wait(interval)
+    try:
+        with app.app_context():
+            release_lease(OWNER)
+    except Exception:  # noqa: BLE001
+        log.debug("could not release the webhook sender lease", exc_info=True)
+
+
+_started: dict[int, tuple[int, threading.Thread, threading.Event]] = {}
+_start_lock = threading.Lock()
+
+
+def start_sender(app: Flask) -> threading.Thread:
+    """Start (once per app and process) the daemon thread that delivers webhooks."""
+    with _start_lock:
+        found = _started.get(id(app))
+        if found and found[0] == os.getpid() and found[1].is_alive():
+            return found[1]
+        stop = threading.Event()
+        thread = threading.Thread(target=run_forever, args=(app, stop),
+                                  kwargs={"interval": float(app.config.get("WEBHOOK_INTERVAL", 1.0))},
+                                  name="webhook-sender", daemon=True)
+        _started[id(app)] = (os.getpid(), thread, stop)
+        app.extensions["webhook_sender_stop"] = stop
+        thread.start()
+        return thread
+
+
+def init_app(app: Flask) -> None:
+    """With `WEBHOOK_SENDER` on, start the sender thread on the process's first request.
+
+    Not in `create_app` itself: the owner's one-shot commands build an app too, and a
+    gunicorn worker forks after the app module is imported (threads do not survive a fork).
+    """
+    enabled = app.config.get("WEBHOOK_SENDER")
+    if enabled is None:
+        enabled = not app.config.get("TESTING")
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() not in ("0", "false", "no", "off", "")
+    if not enabled:
+        return
+
+    @app.before_request
+    def _start_webhook_sender() -> None:
+        found = _started.get(id(app))
+        if not (found and found[0] == os.getpid() and found[1].is_alive()):
+            start_sender(app)
