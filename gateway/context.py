@@ -18,7 +18,14 @@ from flask import g
 
 if t.TYPE_CHECKING:
     from gateway.policy import Policy
-    from gateway.services.partner_keys import Caller
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who an authenticated request comes from (`guards.authenticate` finds out)."""
+
+    partner_id: int
+    partner: str
 
 
 @dataclass

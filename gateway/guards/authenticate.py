@@ -6,8 +6,8 @@ from flask import request
 
 from gateway import context
 from gateway import store
+from gateway.context import Caller
 from gateway.services import partner_keys
-from gateway.services.partner_keys import Caller
 
 
 def bearer_token() -> str | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from gateway import context
 from gateway import errors
+from gateway.context import Caller
 from gateway.policy import Policy
 from gateway.policy import get_policies
-from gateway.services.partner_keys import Caller
 
 
 def load_policy(caller: Caller) -> Policy:

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from gateway import context
 from gateway import errors
+from gateway.context import Caller
 from gateway.services import envelopes
-from gateway.services.partner_keys import Caller
 
 
 def owned_envelope(conn: sa.Connection, caller: Caller, envelope_id: str) -> sa.Row[t.Any]:

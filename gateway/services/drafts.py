@@ -17,10 +17,10 @@ from flask import current_app
 
 from gateway import errors
 from gateway import store
+from gateway.context import Caller
 from gateway.policy import TemplatePolicy
 from gateway.services import envelopes
 from gateway.services import idempotency
-from gateway.services.partner_keys import Caller
 from gateway.store.vault import get_vault
 from gateway.upstream import get_client
 

@@ -21,13 +21,13 @@ import secrets
 import string
 import time
 import typing as t
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
 
 from gateway import errors
 from gateway import store
+from gateway.context import Caller
 
 PREFIX = "pgw_"
 KEY_ID_LEN = 12
@@ -42,15 +42,6 @@ PEPPER_SETTING = "key_pepper"
 
 class KeyProblem(Exception):
     """A CLI-level problem with a partner or key (unknown partner, already revoked...)."""
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who an authenticated request comes from."""
-
-    partner_id: int
-    partner: str
-    key_id: str
 
 
 def _base62(n: int, width: int) -> str:
@@ -143,7 +134,7 @@ def authenticate(conn: sa.Connection, presented: str | None, *, now: float | Non
         raise errors.KeyRevoked()
     if row.expires_at is not None and row.expires_at <= now:
         raise errors.KeyExpired()
-    return Caller(partner_id=row.partner_id, partner=row.name, key_id=key_id)
+    return Caller(partner_id=row.partner_id, partner=row.name)
 
 
 def _partner_row(conn: sa.Connection, name: str) -> sa.Row[t.Any]:
