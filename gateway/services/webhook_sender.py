@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -35,6 +34,7 @@ from gateway import store
 from gateway.policy import get_policies
 from gateway.services import webhook_outbox
 from gateway.services import webhook_secrets
+from gateway.store import leases
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +82,12 @@ def retry_delay(attempts: int, schedule: t.Sequence[float]) -> float:
 
 def claim_lease(owner: str, *, lease: float, now: float | None = None) -> bool:
     """Hold (or keep holding) the fleet's one sender lease for `lease` seconds."""
-    now = time.time() if now is None else now
-    rows = store.settings.c
-    mine = json.dumps(owner)
-    with store.transaction() as conn:
-        taken = conn.execute(
-            store.settings.update()
-            .where(rows.name == LEASE_SETTING, sa.or_(rows.updated_at <= now, rows.value == mine))
-            .values(value=mine, updated_at=now + lease, encrypted=False)
-        ).rowcount
-        exists = taken or conn.execute(
-            sa.select(rows.name).where(rows.name == LEASE_SETTING)).first()
-    if taken or exists:
-        return bool(taken)
-    try:
-        with store.transaction() as conn:
-            conn.execute(store.settings.insert().values(
-                name=LEASE_SETTING, value=mine, encrypted=False, updated_at=now + lease))
-    except sa.exc.IntegrityError:  # another process created it first, and holds it
-        return False
-    return True
+    return leases.claim(LEASE_SETTING, owner, lease=lease, renew=True, now=now)
 
 
 def release_lease(owner: str) -> None:
     """End this owner's lease now, so another sender need not wait it out."""
-    rows = store.settings.c
-    with store.transaction() as conn:
-        conn.execute(store.settings.update()
-                     .where(rows.name == LEASE_SETTING, rows.value == json.dumps(owner))
-                     .values(updated_at=0.0))
+    leases.release(LEASE_SETTING, owner)
 
 
 # --- address checks -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import asdict
 import sqlalchemy as sa
 
 from gateway import store
+from gateway.store import leases
 from gateway.upstream.auth import Account
 from gateway.upstream.auth import Token
 from gateway.upstream.settings import DocuSignSettings
@@ -101,33 +102,10 @@ class SharedToken:
 
     def claim(self, *, lease: float) -> bool:
         """Become the one process that fetches a token, for at most `lease` seconds."""
-        now = time.time()
-        rows = store.settings.c
         with self.app_context():
-            with store.transaction() as conn:
-                taken = conn.execute(
-                    store.settings.update()
-                    .where(rows.name == TOKEN_LEASE_SETTING, rows.updated_at <= now)
-                    .values(value=json.dumps(self.owner), updated_at=now + lease)
-                ).rowcount
-                exists = taken or conn.execute(
-                    sa.select(rows.name).where(rows.name == TOKEN_LEASE_SETTING)).first()
-            if taken or exists:
-                return bool(taken)
-            try:
-                with store.transaction() as conn:
-                    conn.execute(store.settings.insert().values(
-                        name=TOKEN_LEASE_SETTING, value=json.dumps(self.owner), encrypted=False,
-                        updated_at=now + lease))
-            except sa.exc.IntegrityError:  # another process created it first, and holds it
-                return False
-        return True
+            return leases.claim(TOKEN_LEASE_SETTING, self.owner, lease=lease)
 
     def release(self) -> None:
         """End this process's lease now, so a waiting process need not wait it out."""
-        rows = store.settings.c
-        with self.app_context(), store.transaction() as conn:
-            conn.execute(store.settings.update()
-                         .where(rows.name == TOKEN_LEASE_SETTING,
-                                rows.value == json.dumps(self.owner))
-                         .values(updated_at=0.0))
+        with self.app_context():
+            leases.release(TOKEN_LEASE_SETTING, self.owner)
