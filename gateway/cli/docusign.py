@@ -74,7 +74,7 @@ def quiet_upstream() -> t.Iterator[None]:
 
 @docusign_group.command("check")
 def docusign_check() -> None:
-    """Test the stored credentials with a fresh JWT grant and a userinfo call.
+    """Test the credentials: a fresh JWT grant and userinfo.
 
     Nothing cached is used (neither this process's token nor the fleet's shared one). On
     failure, one line names the step that failed and what usually fixes it; when consent is
@@ -112,7 +112,10 @@ def fresh_check_line() -> str:
 @click.option("--connect-days", type=click.IntRange(min=1), default=7, show_default=True,
               help="A signed Connect message must have arrived within this many days.")
 def docusign_go_live_check(workers: int, connect_days: int) -> None:
-    """One line per production requirement, ok or the fix; exit 1 if any fails."""
+    """Check every production requirement.
+
+    One line each, ok or the fix; exit 1 if any fails.
+    """
     from flask import current_app
 
     from gateway import store
