@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.resources
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import typing as t
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import click
@@ -39,7 +41,9 @@ DEFAULT_SANDBOX_PORT = 8090
 DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_SITE_PORT = 8070
 PARTNER = "example"
-_EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "policies" / f"{PARTNER}.toml"
+# packaged with the gateway (pyproject package-data), so an installed `gateway demo` finds it
+# wherever it runs; policies/example.toml in the repository is a copy a test keeps identical
+_EXAMPLE_POLICY: Traversable = importlib.resources.files("gateway.cli") / "data" / f"{PARTNER}.toml"
 
 
 class PortInUse(Exception):
@@ -143,11 +147,11 @@ class DemoStack:
 
     def __init__(self, *, sandbox_port: int = DEFAULT_SANDBOX_PORT,
                  gateway_port: int = DEFAULT_GATEWAY_PORT, site_port: int = DEFAULT_SITE_PORT,
-                 policy_template: Path | None = None,
+                 policy_template: Path | Traversable | None = None,
                  sandbox_config: t.Mapping[str, t.Any] | None = None,
                  gateway_config: t.Mapping[str, t.Any] | None = None) -> None:
         self.ports = {"emulator": sandbox_port, "gateway": gateway_port, "example site": site_port}
-        self.policy_template = policy_template or _EXAMPLE_POLICY
+        self.policy_template: Path | Traversable = policy_template or _EXAMPLE_POLICY
         self.sandbox_config = dict(sandbox_config or {})
         self.gateway_config = dict(gateway_config or {})
         self.workdir: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import typing as t
 
@@ -58,32 +60,117 @@ def docusign_configure(sandbox_url: str | None, integration_key: str | None, use
     click.echo(f"configured: {where}; run `gateway docusign check` to test it")
 
 
+@contextlib.contextmanager
+def quiet_upstream() -> t.Iterator[None]:
+    """No retry warnings from the upstream client: the check's own line says what failed."""
+    logger = logging.getLogger("gateway.upstream")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 @docusign_group.command("check")
 def docusign_check() -> None:
-    """Test the stored credentials.
+    """Test the credentials: a fresh JWT grant and userinfo.
 
-    Gets a token and reads userinfo; prints the consent URL when consent is missing.
+    Nothing cached is used (neither this process's token nor the fleet's shared one). On
+    failure, one line names the step that failed and what usually fixes it; when consent is
+    missing it prints the consent URL and the redirect URI to register.
     """
+    with common.gateway_app(), quiet_upstream():
+        line = fresh_check_line()
+    click.echo(line)
+
+
+def fresh_check_line() -> str:
+    """`ok: ...` after a fresh grant and userinfo, else CLIError with the failing step."""
     from gateway import errors
+    from gateway import upstream
+    from gateway.services import golive
+    from gateway.upstream.client import CheckFailed
+
+    try:
+        found = upstream.get_client().fresh_check()
+    except errors.UpstreamNotConfigured:
+        raise CLIError(NOT_CONFIGURED) from None
+    except CheckFailed as failure:
+        raise CLIError(golive.explain_check_failure(failure)) from None
+    account = found.account
+    who = account.user_name + (f" <{found.user_email}>" if found.user_email else "")
+    return (f"ok: token obtained for {who}; account {account.account_name!r} "
+            f"({found.settings.account_id}) at {account.base_uri}"
+            + (" (emulator)" if found.settings.sandbox else ""))
+
+
+@docusign_group.command("go-live-check")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="How many worker processes will serve (more than one needs PostgreSQL "
+                   "and Redis).")
+@click.option("--connect-days", type=click.IntRange(min=1), default=7, show_default=True,
+              help="A signed Connect message must have arrived within this many days.")
+def docusign_go_live_check(workers: int, connect_days: int) -> None:
+    """Check every production requirement.
+
+    One line each, ok or the fix; exit 1 if any fails.
+    """
+    from flask import current_app
+
     from gateway import store
     from gateway import upstream
+    from gateway.cli.policies import upstream_report
+    from gateway.services import golive
 
-    with common.gateway_app():
-        try:
-            info = upstream.get_client().check()
-        except errors.UpstreamNotConfigured:
-            raise CLIError(NOT_CONFIGURED) from None
-        except errors.UpstreamConsentRequired as exc:
-            url = getattr(exc, "consent_url", None)
-            raise CLIError(f"consent required: the system sender must open {url} and allow "
-                           "access, then run this again") from None
-        except errors.GatewayError as exc:
-            raise CLIError(f"{exc.error_code}: {exc.description}") from None
+    rows: list[golive.Requirement] = []
+    with common.gateway_app() as app, quiet_upstream():
         with store.transaction() as conn:
             settings = upstream.load_settings(conn)
-    click.echo(f"ok: token obtained for {info.get('user_name')}; account "
-               f"{info.get('account_name')!r} at {info.get('base_uri')}"
-               + (" (emulator)" if settings and settings.sandbox else ""))
+        rows.append(golive.production_host(settings))
+        rows.append(golive.public_url(str(app.config.get("PUBLIC_URL") or "")))
+        try:
+            consent = golive.Requirement("consent", True, fresh_check_line()[len("ok: "):])
+        except CLIError as exc:
+            consent = golive.Requirement("consent", False, exc.format_message())
+        rows.append(consent)
+        if not consent.ok:
+            rows.append(golive.Requirement("policies", False, "not checked: the consent line "
+                                           "must be ok first"))
+        else:
+            rows.append(_policies_requirement(upstream_report))
+        with store.transaction() as conn:
+            rows.append(golive.connect_received(conn, days=connect_days))
+        rows.append(golive.master_key(str(app.config.get("MASTER_KEY") or ""),
+                                      current_app.instance_path))
+        rows.extend(golive.shared_state(str(app.config.get("DATABASE_URL") or ""),
+                                        str(app.config.get("RATELIMIT_STORAGE_URI") or ""),
+                                        workers=workers))
+    for row in rows:
+        click.echo(f"{'ok' if row.ok else 'FAIL':<5} {row.name}: {row.text}")
+    failed = [row for row in rows if not row.ok]
+    if failed:
+        click.echo(f"{len(failed)} of {len(rows)} requirements not met", err=True)
+        raise SystemExit(1)
+
+
+def _policies_requirement(upstream_report: t.Callable[[], t.Any]) -> t.Any:
+    from gateway.services import golive
+
+    try:
+        local_errors, report = upstream_report()
+    except CLIError as exc:
+        return golive.Requirement("policies", False, exc.format_message())
+    problems = [str(p).splitlines()[0] for p in local_errors] + [
+        f"{f.subject}: {f.text}" for f in report.errors]
+    if problems:
+        return golive.Requirement(
+            "policies", False, f"{len(problems)} problem(s), first: {problems[0]}; run "
+                               "`gateway policies check --upstream` for all")
+    if not report.templates:
+        return golive.Requirement("policies", False, "no policy files found")
+    return golive.Requirement("policies", True, f"{report.templates} template(s) pass "
+                                                "`gateway policies check --upstream`")
 
 
 @docusign_group.group("connect-secret")

@@ -15,6 +15,7 @@ import datetime as dt
 import typing as t
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
@@ -24,7 +25,10 @@ from flask import current_app
 from flask import has_app_context
 
 from gateway import errors
+from gateway.upstream.auth import Account
 from gateway.upstream.auth import Token
+from gateway.upstream.auth import fetch_token
+from gateway.upstream.auth import pick_account
 from gateway.upstream.credentials import Credentials
 from gateway.upstream.errors import json_object
 from gateway.upstream.errors import rest_error
@@ -228,6 +232,48 @@ class DocuSignClient:
         return {"user_name": account.user_name, "account_name": account.account_name,
                 "base_uri": account.base_uri}
 
+    def fresh_check(self) -> FreshCheck:
+        """A new JWT grant and a userinfo call, every time: for the owner's `docusign check`.
+
+        Nothing cached is used and nothing is kept: not the process's token, not the fleet's
+        shared one. Raises `CheckFailed` naming the step that failed.
+        """
+        deadline = self.clock() + self.total_budget
+        settings = self._current_settings()
+        try:
+            token = fetch_token(self.transport, settings, deadline,
+                                refresh_margin=self.refresh_margin)
+        except errors.GatewayError as exc:
+            raise CheckFailed("grant", exc, settings) from None
+        url = settings.oauth_base_url.rstrip("/") + "/oauth/userinfo"
+        try:
+            resp = self.transport.call("userinfo", "GET", url, deadline=deadline,
+                                       idempotent=True,
+                                       headers={"Authorization": token.authorization})
+            if resp.status_code >= 400:
+                raise errors.UpstreamAuthFailed() if resp.status_code == 401 else rest_error(resp)
+            info = json_object(resp)
+        except errors.GatewayError as exc:
+            raise CheckFailed("userinfo", exc, settings) from None
+        try:
+            account = pick_account(info, settings)
+        except errors.UpstreamAuthFailed as exc:
+            raise CheckFailed("account", exc, settings, userinfo=info) from None
+        except errors.GatewayError as exc:
+            raise CheckFailed("userinfo", exc, settings) from None
+        email = info.get("email")
+        return FreshCheck(account=account, user_email=email if isinstance(email, str) else "",
+                          settings=settings)
+
+    def get_template(self, template_id: str) -> dict[str, t.Any]:
+        """DocuSign's envelopeTemplate with its recipients and their tabs (Templates_GetTemplate).
+
+        An owner-side read for `gateway policies check --upstream`: no partner route calls it.
+        """
+        return self._rest("get_template", "GET",
+                          f"/templates/{_path_id(template_id, 'template')}?include=tabs",
+                          idempotent=True)
+
     def token_status(self) -> dict[str, t.Any]:
         """Whether a token is held and for how long: no network, no database (for /readyz)."""
         token = self.credentials.token
@@ -287,11 +333,36 @@ def _carries_field(envelope: Mapping[str, t.Any], name: str, value: str) -> bool
         isinstance(f, dict) and f.get("name") == name and f.get("value") == value for f in text)
 
 
-def _path_id(envelope_id: str) -> str:
+def _path_id(some_id: str, what: str = "envelope") -> str:
     # ids go into the URL path: refuse anything that could change the path
-    if not GUID_RE.match(envelope_id or ""):
-        raise errors.UpstreamRejected("The envelope id is not a DocuSign envelope id.")
-    return envelope_id
+    if not GUID_RE.match(some_id or ""):
+        raise errors.UpstreamRejected(f"The {what} id is not a DocuSign {what} id.")
+    return some_id
+
+
+@dataclass(frozen=True)
+class FreshCheck:
+    """What a successful `fresh_check` found: the configured account, as userinfo names it."""
+
+    account: Account
+    user_email: str
+    settings: DocuSignSettings
+
+
+class CheckFailed(Exception):
+    """`fresh_check` failed at `step`: "grant" (JWT grant), "userinfo" or "account".
+
+    `error` is the gateway error the step raised; `userinfo` is userinfo's answer when the
+    configured account is not among the user's accounts.
+    """
+
+    def __init__(self, step: str, error: errors.GatewayError, settings: DocuSignSettings, *,
+                 userinfo: Mapping[str, t.Any] | None = None) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+        self.settings = settings
+        self.userinfo = userinfo
 
 
 def get_client() -> DocuSignClient:
