@@ -13,16 +13,13 @@ of the daemon thread `start_sender()` starts in a serving process.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import typing as t
 import uuid
-from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
@@ -32,6 +29,7 @@ from standardwebhooks import Webhook
 
 from gateway import store
 from gateway.policy import get_policies
+from gateway.services import webhook_destinations
 from gateway.services import webhook_outbox
 from gateway.services import webhook_secrets
 from gateway.store import leases
@@ -42,15 +40,10 @@ LEASE_SETTING = "webhook_sender_lease"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200)
 DEFAULT_WINDOW = 24 * 3600
-METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 USER_AGENT = "docusign-partner-gateway-webhooks/1"
 
 #: this process's lease owner id
 OWNER = uuid.uuid4().hex
-
-
-class Refused(Exception):
-    """The webhook URL's host is not one the gateway may connect to; the message says why."""
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -90,51 +83,6 @@ def release_lease(owner: str) -> None:
     leases.release(LEASE_SETTING, owner)
 
 
-# --- address checks -------------------------------------------------------------------------
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_destination(url: str) -> None:
-    """Refuse a URL whose host resolves to any non-public address (SSRF guard).
-
-    Loopback is allowed only when the URL itself names a loopback host (a local receiver
-    the policy asked for), never when a public-looking name resolves to it.
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not host or parts.scheme not in ("http", "https"):
-        raise Refused("refused: not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    loopback_ok = _is_loopback_host(host)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise Refused("refused: host does not resolve") from None
-    if not infos:
-        raise Refused("refused: host does not resolve")
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        if addr.is_loopback:
-            if loopback_ok:
-                continue
-            raise Refused("refused: loopback address")
-        if addr in METADATA_ADDRESSES:
-            raise Refused("refused: metadata address")
-        if (addr.is_private or addr.is_link_local or addr.is_multicast or addr.is_reserved
-                or addr.is_unspecified or not addr.is_global):
-            raise Refused("refused: private address")
-
-
 # --- one delivery -----------------------------------------------------------------------
 
 
@@ -147,8 +95,8 @@ def signature_header(secrets_: t.Sequence[str], event_id: str, timestamp: int, p
 def _post(url: str, event_id: str, payload: str, secrets_: t.Sequence[str]) -> tuple[str, str]:
     """Send one event; (outcome, last_result) with outcome delivered | retry | failed."""
     try:
-        check_destination(url)
-    except Refused as exc:
+        target = webhook_destinations.check_destination(url)
+    except webhook_destinations.Refused as exc:
         return "retry", str(exc)
     timestamp = int(time.time())
     headers = {
@@ -157,11 +105,13 @@ def _post(url: str, event_id: str, payload: str, secrets_: t.Sequence[str]) -> t
         "webhook-id": event_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature_header(secrets_, event_id, timestamp, payload),
+        "host": target.host_header,
     }
     try:
-        resp = requests.post(url, data=payload.encode("utf-8"), headers=headers,
+        with webhook_destinations.pinned_session(target) as http:
+            resp = http.post(target.pinned_url, data=payload.encode("utf-8"), headers=headers,
                              timeout=_timeout(), allow_redirects=False, stream=True)
-        resp.close()  # the body is never read, nor recorded
+            resp.close()  # the body is never read, nor recorded
     except requests.Timeout:
         return "retry", "timeout"
     except requests.ConnectionError:

@@ -11,6 +11,7 @@ import pytest
 import requests
 import standardwebhooks
 
+from gateway.services import webhook_destinations
 from gateway.services import webhook_sender
 from tests.webhooks.conftest import Receiver
 from tests.webhooks.conftest import deliver
@@ -166,7 +167,7 @@ def test_host_resolving_to_private_address_is_refused(app: t.Any, monkeypatch: p
         raise AssertionError("must not connect")
 
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
-    monkeypatch.setattr(requests, "post", no_connect)
+    monkeypatch.setattr(requests.Session, "post", no_connect)
     assert deliver(app)["retry"] == 1
     (event,) = events(app)
     assert resolved == ["hooks.partner.example"]
@@ -191,10 +192,30 @@ def test_check_destination(monkeypatch: pytest.MonkeyPatch, url: str, address: s
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(family, socket.SOCK_STREAM, 6, "",
                                                                   (address, 443))])
     if ok:
-        webhook_sender.check_destination(url)
+        webhook_destinations.check_destination(url)
     else:
-        with pytest.raises(webhook_sender.Refused):
-            webhook_sender.check_destination(url)
+        with pytest.raises(webhook_destinations.Refused):
+            webhook_destinations.check_destination(url)
+
+
+def test_the_request_goes_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once, and the connection uses that answer."""
+    answers = iter(["93.184.216.34", "10.0.0.7"])
+    lookups: list[str] = []
+
+    def getaddrinfo(host: str, *a: t.Any, **k: t.Any) -> list[t.Any]:
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    target = webhook_destinations.check_destination("https://hooks.example:8443/in?x=1")
+    assert target.pinned_url == "https://93.184.216.34:8443/in?x=1"
+    assert (target.host_header, target.hostname) == ("hooks.example:8443", "hooks.example")
+    assert lookups == ["hooks.example"]
+    with webhook_destinations.pinned_session(target) as http:
+        adapter = http.get_adapter(target.pinned_url)
+        assert adapter.poolmanager.connection_pool_kw["server_hostname"] == "hooks.example"
+        assert adapter.poolmanager.connection_pool_kw["assert_hostname"] == "hooks.example"
 
 
 def test_policy_without_webhook_url_holds_and_replay_requeues(hooked: t.Any, receiver: Receiver) -> None:
@@ -248,17 +269,17 @@ def test_killed_mid_delivery_stays_pending(hooked: t.Any, receiver: Receiver,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     rotate_secret(hooked)
     report(hooked, new_envelope(hooked), "voided")
-    real_post = requests.post
+    real_post = requests.Session.post
 
-    def post_then_die(*args: t.Any, **kw: t.Any) -> t.NoReturn:
-        real_post(*args, **kw).close()  # the receiver got it...
+    def post_then_die(self: requests.Session, *args: t.Any, **kw: t.Any) -> t.NoReturn:
+        real_post(self, *args, **kw).close()  # the receiver got it...
         raise KeyboardInterrupt  # ...and the process died before recording the answer
 
-    monkeypatch.setattr(requests, "post", post_then_die)
+    monkeypatch.setattr(requests.Session, "post", post_then_die)
     with pytest.raises(KeyboardInterrupt):
         deliver(hooked)
     assert events(hooked)[0]["state"] == "pending"
-    monkeypatch.setattr(requests, "post", real_post)
+    monkeypatch.setattr(requests.Session, "post", real_post)
     with hooked.app_context():
         webhook_sender.release_lease(webhook_sender.OWNER)
     deliver(hooked)
