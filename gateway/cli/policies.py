@@ -53,14 +53,14 @@ def upstream_report() -> tuple[list[t.Any], t.Any]:
     from gateway import upstream as ds
     from gateway.cli.docusign import fresh_check_line
     from gateway.policy import get_policies
-    from gateway.services import golive
+    from gateway.services import template_check
 
     good, bad = get_policies().check_all()
     if not good and not bad:
         raise CLIError("no policy files found")
     fresh_check_line()
     client = ds.get_client()
-    return list(bad), golive.check_policies_upstream(good, client.get_template)
+    return list(bad), template_check.check_policies_upstream(good, client.get_template)
 
 
 def _check_upstream() -> None:

@@ -6,7 +6,7 @@ import re
 
 from gateway.policy.model import FieldRule
 from gateway.policy.model import TemplatePolicy
-from gateway.services.golive import check_template
+from gateway.services.template_check import check_template
 
 
 def policy(role: str = "Buyer", **fields: bool) -> TemplatePolicy:
