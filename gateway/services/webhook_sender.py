@@ -168,53 +168,55 @@ def _finish(row: t.Any, outcome: str, result: str, now: float) -> str:
     return outcome
 
 
+def _attempt(row: t.Any, policies: t.Any, at: float) -> tuple[str, str]:
+    """Send one due event, or say why it is held or must wait: (outcome, last_result)."""
+    policy = policies.get(row.partner)
+    if row.revoked_at is not None or policy is None or not policy.webhook_url:
+        why = "partner revoked" if row.revoked_at is not None else "no webhook_url in policy"
+        return "held", f"held: {why}"
+    with store.transaction() as conn:
+        secrets_ = webhook_secrets.active(conn, row.partner_id, at)
+    if not secrets_:
+        return "retry", "no webhook secret: run `gateway partners webhook-secret`"
+    return _post(policy.webhook_url, row.event_id, row.payload, secrets_)
+
+
+def _record_metrics(counts: dict[str, t.Any], now: float) -> None:
+    metrics = current_app.extensions.get("metrics")
+    if metrics is None:
+        return
+    for outcome in ("delivered", "retry", "failed", "held"):
+        if counts[outcome]:
+            metrics.webhook_deliveries.labels(outcome).inc(counts[outcome])
+    with store.transaction() as conn:
+        metrics.webhook_oldest_pending.set(webhook_outbox.oldest_pending_age(conn, now=now))
+
+
 def deliver_due(now: float | None = None, *, limit: int = 50, owner: str | None = None) -> dict[str, t.Any]:
     """Send the due events (needs an app context); counts by outcome.
 
-    Returns `{"lease": False}` when another sender of the fleet holds the lease.
+    Returns `{"lease": False}` when another sender of the fleet holds the lease; the lease
+    is renewed before each event, and a lost lease stops the batch at once.
     """
     owner = owner or OWNER
     lease = _timeout() + 30.0
+    clock: t.Callable[[], float] = (lambda: now) if now is not None else time.time
     counts: dict[str, t.Any] = {"lease": True, "delivered": 0, "retry": 0, "failed": 0, "held": 0}
-    if not claim_lease(owner, lease=lease):
-        counts["lease"] = False
-        return counts
-    metrics = current_app.extensions.get("metrics")
     policies = get_policies()
     seen: set[int] = set()
-    sent = 0
-    while sent < limit:
-        at = time.time() if now is None else now
+    while len(seen) < limit:
         with store.transaction() as conn:
-            rows = _due(conn, at, limit - sent, seen)
+            rows = _due(conn, clock(), limit - len(seen), seen)
         if not rows:
             break
         for row in rows:
             seen.add(row.id)
-            sent += 1
-            at = time.time() if now is None else now
-            if not claim_lease(owner, lease=lease):  # renewed per event; lost = stop at once
+            if not claim_lease(owner, lease=lease):
                 counts["lease"] = False
                 return counts
-            policy = policies.get(row.partner)
-            if row.revoked_at is not None or policy is None or not policy.webhook_url:
-                why = "partner revoked" if row.revoked_at is not None else "no webhook_url in policy"
-                outcome = _finish(row, "held", f"held: {why}", at)
-            else:
-                with store.transaction() as conn:
-                    secrets_ = webhook_secrets.active(conn, row.partner_id, at)
-                if not secrets_:
-                    outcome, result = "retry", "no webhook secret: run `gateway partners webhook-secret`"
-                else:
-                    outcome, result = _post(policy.webhook_url, row.event_id, row.payload, secrets_)
-                outcome = _finish(row, outcome, result, time.time() if now is None else now)
-            counts[outcome] += 1
-            if metrics is not None:
-                metrics.webhook_deliveries.labels(outcome).inc()
-    if metrics is not None:
-        with store.transaction() as conn:
-            metrics.webhook_oldest_pending.set(
-                webhook_outbox.oldest_pending_age(conn, now=time.time() if now is None else now))
+            outcome, result = _attempt(row, policies, clock())
+            counts[_finish(row, outcome, result, clock())] += 1
+    _record_metrics(counts, clock())
     return counts
 
 
