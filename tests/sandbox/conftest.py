@@ -226,3 +226,10 @@ def listener() -> t.Iterator[tuple[Listener, str]]:
     hook = Listener()
     with BackgroundServer(hook.app) as server:
         yield hook, server.url + "/hook"
+
+
+def rest_error(resp, code, status=400):
+    """DocuSign's error body: `errorCode` as given; returns the message."""
+    assert resp.status_code == status, resp.get_json()
+    assert resp.get_json()["errorCode"] == code
+    return resp.get_json()["message"]

@@ -4,12 +4,7 @@ numeric clientUserId, and no Retry-After on limit errors."""
 from __future__ import annotations
 
 from sandbox import constants as c
-
-
-def rest_error(resp, code, status=400):
-    assert resp.status_code == status, resp.get_json()
-    assert resp.get_json()["errorCode"] == code
-    return resp.get_json()["message"]
+from tests.sandbox.conftest import rest_error
 
 
 def _url(length: int) -> str:

@@ -8,14 +8,9 @@ import re
 import pytest
 
 from sandbox import constants as c
+from tests.sandbox.conftest import rest_error
 
 LEASE_ID = "11111111-2222-4333-8444-555555555555"
-
-
-def rest_error(resp, code, status=400):
-    assert resp.status_code == status, resp.get_json()
-    assert resp.get_json()["errorCode"] == code
-    return resp.get_json()["message"]
 
 
 def actions(page) -> dict[str, str]:

@@ -9,14 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from sandbox import constants as c
+from tests.sandbox.conftest import rest_error
 
 MISSING = "00000000-0000-0000-0000-000000000000"
-
-
-def rest_error(resp, code, status=400):
-    assert resp.status_code == status, resp.get_json()
-    assert resp.get_json()["errorCode"] == code
-    return resp.get_json()["message"]
 
 
 def actions(page) -> dict[str, str]:
