@@ -229,7 +229,11 @@ def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) 
         try:
             with app.app_context():
                 deliver_due()
-        except Exception:  # noqa: BLE001 - a loop that must outlive a bad batch or a DB blip
+        except sa.exc.OperationalError as exc:
+            # the database is away: one line per batch, not a traceback each second
+            log.warning("webhook delivery paused: database unavailable (%s)",
+                        type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        except Exception:  # noqa: BLE001 - a loop that must outlive a bad batch
             log.exception("webhook delivery batch failed")
         stop_event.wait(interval)
     try:
