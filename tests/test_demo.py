@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 import typing as t
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def demo_process(*ports: int) -> subprocess.Popen[str]:
 
 
 @pytest.fixture
-def demo() -> t.Iterator[tuple[subprocess.Popen[str], str, list[int]]]:
+def demo() -> t.Iterator[tuple[subprocess.Popen[str], str, list[int], list[str]]]:
     ports = [free_port(), free_port(), free_port()]
     proc = demo_process(*ports)
     try:
@@ -41,7 +42,9 @@ def demo() -> t.Iterator[tuple[subprocess.Popen[str], str, list[int]]]:
         line = proc.stdout.readline()
         match = re.fullmatch(r"Open (http://127\.0\.0\.1:\d+/)\n", line)
         assert match, line + (proc.stderr.read() if proc.poll() is not None else "")
-        yield proc, match.group(1), ports
+        # then, once: the console with its login, and the emulator's countersigning page
+        more = [proc.stdout.readline(), proc.stdout.readline()]
+        yield proc, match.group(1), ports, more
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -54,10 +57,30 @@ def hidden(html: str, name: str) -> str:
     return match.group(1)
 
 
+def console_login(console_line: str) -> tuple[str, str, str]:
+    match = re.fullmatch(r"owner's console +(http://127\.0\.0\.1:\d+/admin/) +\(username (\S+), "
+                         r"password (\S+); shown once\)\n", console_line)
+    assert match, console_line
+    return match.group(1), match.group(2), match.group(3)
+
+
+def sign_in(console: str, user: str, password: str) -> requests.Session:
+    owner = requests.Session()
+    form = owner.get(console + "login", timeout=10).text
+    answer = owner.post(console + "login", timeout=30, allow_redirects=False, data={
+        "csrf_token": hidden(form, "csrf_token"), "username": user, "password": password})
+    assert answer.status_code == 303, answer.text
+    return owner
+
+
 def test_demo_signs_end_to_end_and_stops_on_ctrl_c(demo) -> None:
-    proc, site, (sandbox_port, gateway_port, _) = demo
+    proc, site, (sandbox_port, gateway_port, _), more = demo
     assert site == f"http://127.0.0.1:{demo[2][2]}/"
     sandbox = f"http://127.0.0.1:{sandbox_port}"
+    console, user, password = console_login(more[0])
+    assert console == f"http://127.0.0.1:{gateway_port}/admin/"
+    assert more[1] == ("to countersign as the owner's countersigner, open "
+                       f"{sandbox}/_sandbox/\n")
     with requests.Session() as browser:
         form = browser.get(site, timeout=10).text
         page = browser.post(site + "sign", timeout=30, data={
@@ -69,6 +92,10 @@ def test_demo_signs_end_to_end_and_stops_on_ctrl_c(demo) -> None:
         env_id = re.search(r'id="envelope-id">([^<]+)<', page.text)[1]
         back = act(url.replace("&amp;", "&"), "sign")
         assert back.startswith(f"http://127.0.0.1:{gateway_port}/v1/return/")
+        # the site asks the gateway now, then not again for STATUS_FALLBACK_SECONDS (15 s):
+        # the "completed" it learns below can only come from the gateway's webhook
+        first = browser.get(f"{site}envelopes/{env_id}/status.json", timeout=10).json()
+        assert first["status"] != "completed"
 
         # the membership agreement routes on to the owner's countersigner: sign as them
         record = requests.get(f"{sandbox}/_sandbox/envelopes/{env_id}", timeout=5).json()
@@ -85,6 +112,13 @@ def test_demo_signs_end_to_end_and_stops_on_ctrl_c(demo) -> None:
                        and d["envelope_id"] == env_id for d in log)
 
         wait_for(completed_delivered, timeout=15)
+
+        def site_knows() -> t.Any:
+            known = browser.get(f"{site}envelopes/{env_id}/status.json", timeout=10).json()
+            return known if known["status"] == "completed" else None
+
+        known = wait_for(site_knows, timeout=12)
+        assert (known["source"], known["outcome"]["key"]) == ("webhook", "completed")
         status = browser.get(f"{site}status/{env_id}", timeout=10).json()
         assert (status["status"], status["last_event"]) == ("completed", "envelope-completed")
         calls = requests.get(sandbox + "/_sandbox/calls", timeout=5).json()["counts"]
@@ -95,12 +129,19 @@ def test_demo_signs_end_to_end_and_stops_on_ctrl_c(demo) -> None:
         assert query(result.url)["envelope_id"] == env_id
         assert 'data-outcome="completed"' in result.text
 
+    # the console login printed works, and its webhook page shows the deliveries
+    with sign_in(console, user, password) as owner:
+        hooks_page = owner.get(console + "partners/example/webhooks", timeout=10)
+        assert hooks_page.status_code == 200
+        assert "envelope.completed" in hooks_page.text and "delivered" in hooks_page.text
+
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "demo stopped" in err
     assert "Traceback" not in err
     assert "pgw_" not in out + err  # the partner key is never printed
+    assert "whsec_" not in out + err  # nor the webhook secret
     for port in demo[2]:  # every port is free again
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,6 +166,11 @@ def test_demo_policy_moves_the_site_origin() -> None:
     moved = demo_policy(text, "http://127.0.0.1:9999")
     assert 'return_urls = ["http://127.0.0.1:9999/signed"]' in moved
     assert 'frame_ancestors = ["http://127.0.0.1:9999"]' in moved
+    assert 'webhook_url = "http://127.0.0.1:9999/hooks/signing"' in moved
+    assert tomllib.loads(moved)["webhook_url"] == "http://127.0.0.1:9999/hooks/signing"
+    already = text.replace('partner = "example"\n',
+                           'partner = "example"\nwebhook_url = "https://old.example/x"\n')
+    assert "old.example" not in demo_policy(already, "http://127.0.0.1:9999")
     assert "8070" not in moved
     with pytest.raises(CLIError):
         demo_policy("partner = 'x'\n", "http://127.0.0.1:1")

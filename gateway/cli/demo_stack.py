@@ -4,8 +4,15 @@ One process, three threaded werkzeug servers, one throwaway folder (a temporary
 directory, deleted on exit) holding the SQLite database and the demo policy, and a master
 key that lives only in memory: the demo never touches the owner's real instance. It runs
 what an owner would run by hand (`init`, `docusign configure --sandbox`, Connect on the
-emulator pointing at the gateway with a fresh HMAC secret, `partners add example`) and
-hands the partner key to the example site in-process: it is never printed or written.
+emulator pointing at the gateway with a fresh HMAC secret, `partners add example`,
+`partners webhook-secret example`, `admin create`) and hands the partner key and the
+webhook secret to the example site in-process: they are never printed or written. The
+console password is generated and printed once, since the owner needs it to sign in.
+
+The example partner's policy points its `webhook_url` at the site, and the gateway's
+webhook sender runs from the start (not only after the first request), so the site's
+page turns "Completed" from a signed webhook once the owner countersigns on the
+emulator's control page.
 
 `DemoStack` is also what the end-to-end tests start (on free ports).
 """
@@ -17,8 +24,8 @@ import errno
 import importlib.resources
 import os
 import re
+import secrets
 import shutil
-import signal
 import socket
 import tempfile
 import threading
@@ -27,20 +34,20 @@ import typing as t
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-import click
 from cryptography.fernet import Fernet
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
 from gateway.errors import CLIError
-from gateway.upstream import UpstreamSetupError
 
 HOST = "127.0.0.1"
 DEFAULT_SANDBOX_PORT = 8090
 DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_SITE_PORT = 8070
 PARTNER = "example"
+ADMIN_USER = "owner"
+SITE_HOOK_PATH = "/hooks/signing"  # examples.partner_site.hooks.HOOK_PATH
 # packaged with the gateway (pyproject package-data), so an installed `gateway demo` finds it
 # wherever it runs; policies/example.toml in the repository is a copy a test keeps identical
 _EXAMPLE_POLICY: Traversable = importlib.resources.files("gateway.cli") / "data" / f"{PARTNER}.toml"
@@ -119,12 +126,19 @@ class _Server:
 
 
 def demo_policy(template: str, site_url: str) -> str:
-    """The example policy with its return URL and frame ancestor moved to `site_url`."""
+    """The example policy with its return URL, frame ancestor and webhook URL on `site_url`."""
     text, n_ret = re.subn(r"(?m)^return_urls\s*=.*$", f'return_urls = ["{site_url}/signed"]',
                           template)
     text, n_anc = re.subn(r"(?m)^frame_ancestors\s*=.*$", f'frame_ancestors = ["{site_url}"]', text)
     if n_ret != 1 or n_anc != 1:
         raise CLIError("the example policy needs one return_urls and one frame_ancestors line")
+    hook = f'webhook_url = "{site_url}{SITE_HOOK_PATH}"'
+    text, n_hook = re.subn(r"(?m)^webhook_url\s*=.*$", lambda _: hook, text)
+    if n_hook == 0:  # a top-level key: right after `partner = ...`, before any [table]
+        text, n_hook = re.subn(r"(?m)^(partner\s*=.*)$", lambda m: f"{m.group(1)}\n{hook}",
+                               text, count=1)
+    if n_hook != 1:
+        raise CLIError("the example policy needs one partner line")
     return text
 
 
@@ -149,12 +163,18 @@ class DemoStack:
                  gateway_port: int = DEFAULT_GATEWAY_PORT, site_port: int = DEFAULT_SITE_PORT,
                  policy_template: Path | Traversable | None = None,
                  sandbox_config: t.Mapping[str, t.Any] | None = None,
-                 gateway_config: t.Mapping[str, t.Any] | None = None) -> None:
+                 gateway_config: t.Mapping[str, t.Any] | None = None,
+                 site_config: t.Mapping[str, t.Any] | None = None) -> None:
         self.ports = {"emulator": sandbox_port, "gateway": gateway_port, "example site": site_port}
         self.policy_template: Path | Traversable = policy_template or _EXAMPLE_POLICY
         self.sandbox_config = dict(sandbox_config or {})
         self.gateway_config = dict(gateway_config or {})
+        self.site_config = dict(site_config or {})
+        #: the console's login (username, password), made up at start
+        self.admin: tuple[str, str] | None = None
         self.workdir: str | None = None
+        self._sender_stop: threading.Event | None = None
+        self._sender: threading.Thread | None = None
         self.servers: dict[str, t.Any] = {}
         self.gateway_app: Flask | None = None
         self.sandbox_app: Flask | None = None
@@ -176,6 +196,15 @@ class DemoStack:
     def site_url(self) -> str:
         return self.url("example site")
 
+    @property
+    def console_url(self) -> str:
+        return self.gateway_url + "/admin/"
+
+    @property
+    def control_url(self) -> str:
+        """The emulator's page where the owner's countersigner signs (remotely, by email)."""
+        return self.sandbox_url + "/_sandbox/"
+
     def start(self) -> DemoStack:
         """Bind all three ports first (nothing is configured if one is taken), then wire up."""
         try:
@@ -185,8 +214,9 @@ class DemoStack:
         try:
             self._bind()
             self.workdir = tempfile.mkdtemp(prefix="gateway-demo-")
-            key = self._gateway(demo_policy(template, self.site_url))
-            self._site(key)
+            key, webhook_secret = self._gateway(demo_policy(template, self.site_url))
+            self._site(key, webhook_secret)
+            self._start_sender()
         except BaseException:
             self.stop()
             raise
@@ -207,14 +237,18 @@ class DemoStack:
                 raise
             self.servers[role] = server
 
-    def _gateway(self, policy: str) -> str:
-        """Build and configure the gateway; returns the example partner's key."""
+    def _gateway(self, policy: str) -> tuple[str, str]:
+        """Build and configure the gateway; the example partner's key and webhook secret."""
+        import sqlalchemy as sa
+
         from gateway import create_app
         from gateway import store
         from gateway import upstream
+        from gateway.services import admin_accounts
         from gateway.services import connect_messages
         from gateway.services import partner_keys as keys
         from gateway.services import signing_keys
+        from gateway.services import webhook_secrets
         from gateway.web.connect import WEBHOOK_PATH
 
         assert self.workdir is not None
@@ -240,24 +274,47 @@ class DemoStack:
                 upstream.save_settings(conn, settings, now=time.time())
                 _, secret = connect_messages.add_secret(conn, now=time.time())
                 partner_key = keys.add_partner(conn, PARTNER)
+                partner_id = conn.execute(sa.select(store.partners.c.id)
+                                          .where(store.partners.c.name == PARTNER)).scalar_one()
+                webhook_secret = webhook_secrets.rotate(conn, partner_id, 0.0, time.time())
+                password = secrets.token_urlsafe(18)
+                admin_accounts.create_admin(conn, ADMIN_USER, password)
+            self.admin = (ADMIN_USER, password)
             connect_messages.configure_sandbox_connect(self.sandbox_url,
                                                self.gateway_url + WEBHOOK_PATH, [secret])
         self._slots["gateway"].app = app
-        return partner_key
+        return partner_key, webhook_secret
 
-    def _site(self, partner_key: str) -> None:
+    def _site(self, partner_key: str, webhook_secret: str) -> None:
         from examples.partner_site import create_app as create_site
 
         self.site_app = create_site({"GATEWAY_URL": self.gateway_url, "GATEWAY_KEY": partner_key,
-                                     "PARTNER": PARTNER, "SITE_URL": self.site_url})
+                                     "PARTNER": PARTNER, "SITE_URL": self.site_url,
+                                     "WEBHOOK_SECRET": webhook_secret, **self.site_config})
         self._slots["example site"].app = self.site_app
 
+    def _start_sender(self) -> None:
+        """The webhook sender, now: not left to a first request, which may come late or never.
+
+        The gateway's own first-request hook then finds it running (`start_sender` is once
+        per app and process), so there is one sender; `stop()` ends it.
+        """
+        from gateway.services import webhook_sender
+
+        assert self.gateway_app is not None
+        self._sender = webhook_sender.start_sender(self.gateway_app)
+        self._sender_stop = self.gateway_app.extensions["webhook_sender_stop"]
+
     def stop(self) -> None:
-        """Stop the servers (site first), close the database, delete the throwaway folder."""
+        """Stop the servers (site first) and the sender, close the database, delete the folder."""
         for role in ("example site", "gateway", "emulator"):
             server = self.servers.pop(role, None)
             if server is not None:
                 server.stop()
+        if self._sender_stop is not None and self._sender is not None:
+            self._sender_stop.set()
+            self._sender.join(timeout=15)  # a POST in flight ends within WEBHOOK_TIMEOUT
+            self._sender = self._sender_stop = None
         if self.gateway_app is not None:
             self.gateway_app.extensions["store"].dispose()
             self.gateway_app = None
@@ -270,37 +327,3 @@ class DemoStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _raise_interrupt(signum: int, frame: t.Any) -> None:
-    raise KeyboardInterrupt
-
-
-def run(*, sandbox_port: int, gateway_port: int, site_port: int) -> None:
-    """Start everything, print the URL to open, and stop everything on Ctrl-C (or SIGTERM)."""
-    # one readable line per request: the demo's terminal is read by a person
-    stack = DemoStack(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port,
-                      gateway_config={"LOG_FORMAT": "text"})
-    flag = {"emulator": "--sandbox-port", "gateway": "--gateway-port",
-            "example site": "--site-port"}
-    try:
-        stack.start()
-    except PortInUse as exc:
-        raise CLIError(f"{exc}; stop what uses it or pick another with {flag[exc.role]}") from None
-    except (ValueError, UpstreamSetupError) as exc:  # the emulator refused part of the setup
-        raise CLIError(str(exc)) from None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        click.echo(f"DocuSign emulator  {stack.sandbox_url}", err=True)
-        click.echo(f"gateway            {stack.gateway_url}  (throwaway instance, deleted on exit)",
-                   err=True)
-        click.echo(f"example site       {stack.site_url}  (partner {PARTNER!r})", err=True)
-        click.echo(f"Open {stack.site_url}/")
-        click.echo("Ctrl-C stops everything.", err=True)
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        stack.stop()
-        click.echo("demo stopped", err=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import typing as t
 
 import click
 
@@ -111,6 +114,53 @@ def demo(sandbox_port: int, gateway_port: int, site_port: int) -> None:
 
     The emulator, the gateway and the example partner site, in a throwaway instance.
     """
-    from gateway.cli import demo_stack
+    _run_demo(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
 
-    demo_stack.run(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port)
+
+def _raise_interrupt(signum: int, frame: t.Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_demo(*, sandbox_port: int, gateway_port: int, site_port: int) -> None:
+    """Start everything, print what to open, and stop everything on Ctrl-C (or SIGTERM).
+
+    Standard output says, once: the site to open, the owner's console with its login
+    (a generated password, held only as a hash in the throwaway database), and the
+    emulator's page where the owner's countersigner signs.
+    """
+    from gateway.cli.demo_stack import PARTNER
+    from gateway.cli.demo_stack import DemoStack
+    from gateway.cli.demo_stack import PortInUse
+    from gateway.upstream import UpstreamSetupError
+
+    # one readable line per request: the demo's terminal is read by a person
+    stack = DemoStack(sandbox_port=sandbox_port, gateway_port=gateway_port, site_port=site_port,
+                      gateway_config={"LOG_FORMAT": "text"})
+    flag = {"emulator": "--sandbox-port", "gateway": "--gateway-port",
+            "example site": "--site-port"}
+    try:
+        stack.start()
+    except PortInUse as exc:
+        raise CLIError(f"{exc}; stop what uses it or pick another with {flag[exc.role]}") from None
+    except (ValueError, UpstreamSetupError) as exc:  # the emulator refused part of the setup
+        raise CLIError(str(exc)) from None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        click.echo(f"DocuSign emulator  {stack.sandbox_url}", err=True)
+        click.echo(f"gateway            {stack.gateway_url}  (throwaway instance, deleted on exit)",
+                   err=True)
+        click.echo(f"example site       {stack.site_url}  (partner {PARTNER!r})", err=True)
+        click.echo(f"Open {stack.site_url}/")
+        assert stack.admin is not None
+        user, password = stack.admin
+        click.echo(f"owner's console    {stack.console_url}  (username {user}, password "
+                   f"{password}; shown once)")
+        click.echo(f"to countersign as the owner's countersigner, open {stack.control_url}")
+        click.echo("Ctrl-C stops everything.", err=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stack.stop()
+        click.echo("demo stopped", err=True)

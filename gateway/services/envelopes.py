@@ -205,33 +205,44 @@ def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *
     change is queued for the partner's webhook in this same transaction.
     """
     env = store.envelopes
-    row = conn.execute(sa.select(env.c.partner_id, env.c.status, env.c.signer_status)
-                       .where(env.c.envelope_id == envelope_id)).first()
+    read = sa.select(env.c.partner_id, env.c.status, env.c.signer_status) \
+        .where(env.c.envelope_id == envelope_id)
+    row = conn.execute(read).first()
     if row is None:
         return None
-    values: dict[str, t.Any] = {}
     status = reported.status
     if status == "completed" and reported.signer_status is None:
         # DocuSign completes an envelope only when every signer has signed
         reported = Reported(status, "completed", reported.as_of)
-    if (status in KNOWN and _apply_envelope_status(conn, envelope_id, status, reported.as_of,
-                                                   source, now)
-            and row.status not in FINAL):
-        values["status"] = status
-    if _signer_moves(row.signer_status, reported.signer_status):
-        values["signer_status"] = reported.signer_status
-    if not values:
-        return None
-    values["updated_at"] = now
-    if last_event is not None:
-        values["last_event"] = last_event
-    # conditional on what was read: a concurrent writer's change is not overwritten
-    same_signer = (env.c.signer_status.is_(None) if row.signer_status is None
-                   else env.c.signer_status == row.signer_status)
-    changed = conn.execute(env.update().where(
-        env.c.envelope_id == envelope_id, env.c.status == row.status, same_signer,
-    ).values(**values))
-    if changed.rowcount != 1:
+    newest = status in KNOWN and _apply_envelope_status(conn, envelope_id, status,
+                                                         reported.as_of, source, now)
+    # A concurrent report may commit between our read of the row and our UPDATE (e.g. a
+    # recipient event moving only the signer while the relay's read brings `declined`):
+    # then read again and apply ours on top of theirs. Giving up instead would leave
+    # `envelope_upstream` (already advanced above) ahead of the envelope, whose status
+    # then no later report could move.
+    for attempt in range(3):
+        if attempt:
+            row = conn.execute(read).one()
+        values: dict[str, t.Any] = {}
+        if newest and row.status not in FINAL:
+            values["status"] = status
+        if _signer_moves(row.signer_status, reported.signer_status):
+            values["signer_status"] = reported.signer_status
+        if not values:
+            return None
+        values["updated_at"] = now
+        if last_event is not None:
+            values["last_event"] = last_event
+        # conditional on what was read: a concurrent writer's change is not overwritten
+        same_signer = (env.c.signer_status.is_(None) if row.signer_status is None
+                       else env.c.signer_status == row.signer_status)
+        changed = conn.execute(env.update().where(
+            env.c.envelope_id == envelope_id, env.c.status == row.status, same_signer,
+        ).values(**values))
+        if changed.rowcount == 1:
+            break
+    else:
         return None
     change = Change(envelope_id, row.partner_id, (row.status, row.signer_status),
                     (values.get("status", row.status), values.get("signer_status", row.signer_status)))
