@@ -131,7 +131,8 @@ def test_console_pages(page, console_url, partner_key) -> None:  # noqa: F811
     lines = page.evaluate("""() => Array.from(document.querySelectorAll('table.audit tbody td:not(.detail)'))
         .map(td => { const r = document.createRange(); r.selectNodeContents(td);
                      const line = parseFloat(getComputedStyle(td).lineHeight);
-                     return [td.cellIndex, Math.round(r.getBoundingClientRect().height / line), td.innerText]; })""")
+                     const height = r.getBoundingClientRect().height;
+                     return [td.cellIndex, Math.round(height / line), td.innerText]; })""")
     assert lines and all(n <= 1 for _, n, _ in lines), [cell for cell in lines if cell[1] > 1]
     first_id = rows.first.locator("td").nth(8)
     assert len(first_id.inner_text()) == 8 and len(first_id.get_attribute("title")) > 8

@@ -128,12 +128,12 @@ def test_readme_steps_run_as_written(tmp_path: Path) -> None:
 
     shown_by_block = re.split(rf"^{re.escape(MARK)} \d+\n", output, flags=re.M)[1:]
     assert len(shown_by_block) == len(steps), output
-    for (cmd, shown), actual in zip(steps, shown_by_block):
+    for (cmd, shown), actual in zip(steps, shown_by_block, strict=True):
         if shown is None:
             continue
         expected_lines, actual_lines = shown.splitlines(), actual.splitlines()
         assert len(actual_lines) == len(expected_lines), f"{cmd}\n--- printed:\n{actual}"
-        for want, got in zip(expected_lines, actual_lines):
+        for want, got in zip(expected_lines, actual_lines, strict=True):
             assert matches(want, got), f"{cmd}\n--- README shows:\n{want}\n--- printed:\n{got}"
     assert checkout_state() == before
     assert list(scratch.iterdir()) == []  # the last step deleted the state and the logs

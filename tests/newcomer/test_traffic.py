@@ -21,7 +21,8 @@ def _rows(app: t.Any, rows: list[tuple[float, str | None, str, int]]) -> None:
 
     with app.app_context(), store.transaction() as conn:
         conn.execute(store.audit_events.insert(), [
-            {"at": at, "partner": partner, "operation": op, "status": status} for at, partner, op, status in rows])
+            {"at": at, "partner": partner, "operation": op, "status": status}
+            for at, partner, op, status in rows])
 
 
 def _hourly(app: t.Any, **kwargs: t.Any) -> traffic.HourlyTraffic:
