@@ -7,7 +7,6 @@ chart) and audit pages, all at 1280 x 800.
 
 from __future__ import annotations
 
-import threading
 import typing as t
 from pathlib import Path
 
@@ -40,23 +39,6 @@ def shoot(page: t.Any, name: str, *words: str) -> None:
 
 
 # --- the example site ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(stack: t.Any) -> t.Iterator[t.Any]:
-    """The conftest's demo stack, whose webhook sender thread is stopped before it is torn down.
-
-    `DemoStack.stop` deletes the database but leaves the thread running, and its errors
-    then land in later tests' output (the CLI tests compare stderr).
-    """
-    yield stack
-    app = stack.gateway_app
-    stop = app.extensions.get("webhook_sender_stop") if app is not None else None
-    if stop is not None:
-        stop.set()
-        for thread in threading.enumerate():
-            if thread.name == "webhook-sender":
-                thread.join(timeout=5)
 
 
 def test_site_form_and_signing_iframe(page, stack) -> None:
