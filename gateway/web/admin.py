@@ -46,6 +46,7 @@ from gateway.guards.ratelimit import limiter
 from gateway.policy import get_policies
 from gateway.services import audit
 from gateway.services import partner_keys as keys
+from gateway.services import traffic
 
 # the names aliased to themselves are re-exported: `gateway.cli` still imports them from here
 from gateway.services.admin_accounts import AdminProblem as AdminProblem
@@ -301,7 +302,20 @@ def _partner_or_404(conn: sa.Connection, name: str) -> dict[str, t.Any] | None:
 def partners() -> t.Any:
     with store.transaction() as conn:
         rows = partner_overview(conn)
-    return _page("partners.html", partners=rows)
+        hourly = traffic.hourly(conn)
+    return _page("partners.html", partners=rows, traffic=hourly)
+
+
+@bp.get("/partners/<name>")
+@require_admin
+def partner_detail(name: str) -> t.Any:
+    """One partner: its state, keys, counts and its requests and errors per hour this week."""
+    with store.transaction() as conn:
+        row = next((p for p in partner_overview(conn) if p["name"] == name), None)
+        hourly = traffic.hourly(conn, partner=name) if row else None
+    if row is None:
+        return _page("error.html", 404, message=f"No partner named {name!r}.")
+    return _page("partner.html", p=row, traffic=hourly)
 
 
 @bp.route("/partners/<name>/revoke", methods=["GET", "POST"])
@@ -425,6 +439,12 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+@bp.app_template_filter("short_when")
+def _short_when(ts: float | None) -> str:
+    """`12-01 15:06:13`: fits a table cell on one line; the full time goes in its title."""
+    return "never" if ts is None else time.strftime("%m-%d %H:%M:%S", time.gmtime(ts))
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import typing as t
 
 import pytest
@@ -39,6 +40,23 @@ def stack() -> t.Iterator[DemoStack]:
     with DemoStack(sandbox_port=0, gateway_port=0, site_port=0,
                    sandbox_config={"SANDBOX_CONNECT_RETRY_DELAYS": (0.05,)}) as running:
         yield running
+        _stop_webhook_sender(running)
+
+
+def _stop_webhook_sender(running: DemoStack) -> None:
+    """Stop the gateway's webhook sender thread before the stack deletes its database.
+
+    `DemoStack.stop` leaves it running, and its errors land in later tests' stderr
+    (the CLI tests compare stderr).
+    """
+    app = running.gateway_app
+    stop = app.extensions.get("webhook_sender_stop") if app is not None else None
+    if stop is None:
+        return
+    stop.set()
+    for thread in threading.enumerate():
+        if thread.name == "webhook-sender":
+            thread.join(timeout=5)
 
 
 @pytest.fixture
