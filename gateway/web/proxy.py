@@ -77,7 +77,9 @@ def _refuse_untrusted_host() -> None:
 def _options_response(app: Flask) -> Response:
     """OPTIONS on a route: 204 with `Allow` and no body (Flask's own is an empty text/html)."""
     allow = Flask.make_default_options_response(app).headers.get("Allow", "")
-    return Response(status=204, headers={"Allow": allow})
+    resp = Response(status=204, headers={"Allow": allow})
+    del resp.headers["Content-Type"]  # no content, so no type (and never text/html)
+    return resp
 
 
 def init_app(app: Flask) -> None:
