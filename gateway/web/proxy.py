@@ -30,13 +30,21 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 _UNTRUSTED = "gateway.untrusted_host"
 
 
+class PublicUrlInvalid(ValueError):
+    """PUBLIC_URL is not a bare http(s) origin: the owner's to fix, said in one line."""
+
+
 def parse_public_url(value: str) -> urllib.parse.SplitResult:
     """`PUBLIC_URL` checked: http(s), a host, no path beyond `/`, no query, no credentials."""
-    parts = urllib.parse.urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"PUBLIC_URL must be http(s)://host[:port], not {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValueError(f"PUBLIC_URL must be http(s)://host[:port] alone, not {value!r}")
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise PublicUrlInvalid(f"GATEWAY_PUBLIC_URL must be http(s)://host[:port] and nothing "
+                               f"more, not {value!r}")
     return parts
 
 

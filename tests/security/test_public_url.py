@@ -30,7 +30,8 @@ def problem(resp: t.Any, status: int, code: str) -> dict[str, t.Any]:
     return t.cast(dict[str, t.Any], body)
 
 
-def gateway(tmp_path: Path, sandbox: SandboxControl, pem: str, **config: t.Any) -> tuple[t.Any, PartnerActions]:
+def gateway(tmp_path: Path, sandbox: SandboxControl, pem: str,
+            **config: t.Any) -> tuple[t.Any, PartnerActions]:
     app = make_gateway(tmp_path, sandbox.url, pem, **config)
     return app, PartnerActions(app.test_client(), "example", add_partner(app, "example"))
 
