@@ -7,8 +7,6 @@ import typing as t
 
 import pytest
 
-from gateway.guards.body import MAX_JSON_DEPTH
-from gateway.guards.body import parse_json
 from gateway.services import connect_messages
 from gateway.services.connect_messages import sign
 from tests.conftest import PartnerActions
@@ -58,6 +56,9 @@ def test_deep_connect_message_after_a_valid_hmac_is_400(app: t.Any, client: t.An
 
 
 def test_parse_json_bounds() -> None:
+    from gateway.guards.body import MAX_JSON_DEPTH
+    from gateway.guards.body import parse_json
+
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert parse_json(nested.encode()) is not None
     # brackets inside strings do not count, escaped quotes do not end a string
