@@ -2,7 +2,8 @@
 and the answers Flask would otherwise make up from the request (OPTIONS, slash redirects).
 
 The gateway answers only for the host of `PUBLIC_URL` (loopback names when it is unset):
-a request naming any other host gets a problem+json 400 `untrusted_host`. Nothing that
+a request naming any other host gets a problem+json 400 `untrusted_host`, except the
+probes and metrics (`PROBE_PATHS`), which orchestrators reach by address. Nothing that
 goes out (the relay URL handed to DocuSign, the `iss` of `gateway_token`) is ever built
 from a request's Host or forwarding headers; see `services.relay_tokens.public_url`.
 
@@ -27,6 +28,10 @@ from gateway import errors
 
 #: what a gateway without PUBLIC_URL answers for: local development and tests only
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+#: answered for any host: orchestrators probe by address (a pod IP, 127.0.0.1 in a compose
+#: healthcheck) and Prometheus scrapes each instance by its internal name. They build no
+#: URL and are not reachable through the front proxy's public host (/metrics is refused there)
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _UNTRUSTED = "gateway.untrusted_host"
 
 
@@ -78,7 +83,7 @@ class _HostGuard:
 
 
 def _refuse_untrusted_host() -> None:
-    if request.environ.get(_UNTRUSTED):
+    if request.environ.get(_UNTRUSTED) and request.path not in PROBE_PATHS:
         raise errors.UntrustedHost()
 
 

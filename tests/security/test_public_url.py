@@ -121,3 +121,11 @@ def test_public_url_must_be_a_bare_origin(tmp_path: Path, sandbox: SandboxContro
                 "https://user@gateway.example"):
         with pytest.raises(ValueError, match="PUBLIC_URL"):
             make_gateway(tmp_path, sandbox.url, rsa_private_pem, PUBLIC_URL=bad)
+
+
+def test_probes_answer_for_any_host_and_nothing_else_does(client: t.Any) -> None:
+    # orchestrators probe by address (compose's healthcheck: 127.0.0.1, Kubernetes: the pod IP)
+    for path in ("/healthz", "/metrics"):
+        assert client.get(path, headers={"Host": "10.1.2.3:8080"}).status_code == 200
+    for path in ("/v1/templates", "/openapi.json", "/admin/login", "/.well-known/jwks.json"):
+        problem(client.get(path, headers={"Host": "10.1.2.3:8080"}), 400, "untrusted_host")
