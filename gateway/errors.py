@@ -3,6 +3,9 @@
 Views and guards raise these; one handler (`init_app`) turns them, werkzeug's own
 HTTP errors and any unexpected exception into the same envelope. Nothing here ever
 echoes internals: details are written by the raiser for the partner's eyes.
+
+Longer than most modules on purpose: it is the catalog, one small class per error, and a
+reader looking for a code finds every one of them here.
 """
 
 from __future__ import annotations
