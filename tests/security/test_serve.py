@@ -95,7 +95,8 @@ def served(initialised: dict[str, str], tmp_path: Path) -> t.Iterator[Served]:
 
 def test_loopback_serve_answers_only_for_its_own_host(served: Served) -> None:
     assert requests.get(served.url + "/healthz", timeout=10).status_code == 200
-    evil = requests.get(served.url + "/healthz", headers={"Host": "phish.evil.example"}, timeout=10)
+    evil = requests.get(served.url + "/v1/templates", headers={"Host": "phish.evil.example"},
+                        timeout=10)
     assert evil.status_code == 400
     assert evil.headers["Content-Type"] == "application/problem+json"
     assert evil.json()["code"] == "untrusted_host"
