@@ -16,7 +16,9 @@ DEFAULTS: dict[str, t.Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     # comma-separated Fernet keys, newest first; "" = the 0600 file in the instance folder
     "MASTER_KEY": "",
-    # the URL DocuSign sends signers' browsers back to; "" = the URL of the current request
+    # the URL signers' browsers reach the gateway at (http(s)://host[:port]): the relay URL
+    # handed to DocuSign, the `iss` of gateway tokens, and the one host the gateway answers
+    # for. "" = loopback only (`gateway serve` on loopback sets http://HOST:PORT itself)
     "PUBLIC_URL": "",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "IDEMPOTENCY_TTL": 24 * 3600,
@@ -105,6 +107,8 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     policies.init_app(app)
     # before the limiter: the pipeline reads the headers the limiter's own hook sets
     pipeline.init_app(app)
+    # before any route: slash handling; the host check runs right after the request id
+    proxy.init_app(app)
     ratelimit.init_app(app)
     partner_api.init_app(app)
     return_relay.init_app(app)

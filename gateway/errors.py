@@ -3,6 +3,9 @@
 Views and guards raise these; one handler (`init_app`) turns them, werkzeug's own
 HTTP errors and any unexpected exception into the same envelope. Nothing here ever
 echoes internals: details are written by the raiser for the partner's eyes.
+
+Longer than most modules on purpose: it is the catalog, one small class per error, and a
+reader looking for a code finds every one of them here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import click
 from flask import Flask
 from flask import Response
 from flask import json
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 from gateway import context
 
@@ -76,6 +81,15 @@ class MalformedJSON(GatewayError):
     error_code = "malformed_json"
     title = "Malformed JSON"
     description = "The request body must be a JSON object."
+
+
+class UntrustedHost(GatewayError):
+    """*400*: the request names a host the gateway does not serve (not PUBLIC_URL's)."""
+
+    code = 400
+    error_code = "untrusted_host"
+    title = "Untrusted host"
+    description = "This gateway does not answer for the host the request names."
 
 
 class ValidationFailed(GatewayError):
@@ -287,6 +301,24 @@ class RateLimitUnavailable(GatewayError):
     description = "The gateway cannot count requests right now; retry shortly."
 
 
+class DatabaseUnavailable(GatewayError):
+    """*503*: the database cannot be reached or dropped the connection: retry shortly."""
+
+    code = 503
+    error_code = "database_unavailable"
+    title = "Database unavailable"
+    description = "The gateway cannot reach its database right now; retry shortly."
+
+
+class PublicUrlNotConfigured(GatewayError):
+    """*503*: a signing session needs PUBLIC_URL, and this process was started without one."""
+
+    code = 503
+    error_code = "public_url_not_configured"
+    title = "Public URL not configured"
+    description = "The gateway's public URL is not configured, so it cannot open signing sessions."
+
+
 class InternalError(GatewayError):
     """*500*: a bug; the details are in the log under the request id, never in the response."""
 
@@ -405,7 +437,35 @@ def render(err: GatewayError) -> Response:
 
 
 def _handle_http(exc: HTTPException) -> Response:
+    if isinstance(exc, SecurityError):
+        # werkzeug's own TRUSTED_HOSTS check; the host guard (web/proxy.py) normally answers first
+        return render(UntrustedHost())
     return render(as_gateway_error(exc))
+
+
+#: seconds a client is asked to wait when a dependency (database, Redis) is down
+DEPENDENCY_RETRY_AFTER = 5
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether a database error means "cannot talk to the database", not a bug in a query.
+
+    OperationalError is the DBAPI's class for connection refused, server gone, dropped in
+    mid-transaction, and (SQLite) a locked or unopenable file; an invalidated connection
+    and an exhausted pool mean the same for the request at hand.
+    """
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.TimeoutError)) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+
+
+def _handle_database(exc: sa_exc.SQLAlchemyError) -> Response:
+    if not is_database_outage(exc):
+        return _handle_unexpected(exc)
+    cause = getattr(exc, "orig", None) or exc
+    # one line per request, no traceback: the outage is the news, not the stack
+    log.error("database unavailable: %s", type(cause).__name__,
+              extra={"request_id": context.current().request_id})
+    return render(DatabaseUnavailable(retry_after=DEPENDENCY_RETRY_AFTER))
 
 
 def _handle_unexpected(exc: Exception) -> Response:
@@ -416,4 +476,5 @@ def _handle_unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     """Register the single error envelope for every HTTP error and every unexpected one."""
     app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(sa_exc.SQLAlchemyError, _handle_database)
     app.register_error_handler(Exception, _handle_unexpected)

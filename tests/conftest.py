@@ -154,6 +154,33 @@ def app(tmp_path: Path, sandbox: SandboxControl, rsa_private_pem: str) -> t.Any:
 
 
 @pytest.fixture
+def loopback_port() -> int:
+    """A free port for a gateway served over a real socket; its PUBLIC_URL names it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def as_public_host(app: t.Any) -> t.Callable[..., t.Any]:
+    """The app as its front proxy presents it: every request names PUBLIC_URL's host.
+
+    The gateway answers only for that host; a test serving it on a loopback socket (for
+    the emulator's Connect deliveries) stands in for the proxy with this.
+    """
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(app.config["PUBLIC_URL"]).netloc
+
+    def wsgi(environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+        environ["HTTP_HOST"] = host
+        return app(environ, start_response)
+
+    return wsgi
+
+
+@pytest.fixture
 def client(app: t.Any) -> t.Any:
     return app.test_client()
 

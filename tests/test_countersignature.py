@@ -16,6 +16,7 @@ import requests
 from gateway.services import connect_messages
 from tests.conftest import PartnerActions
 from tests.conftest import SandboxControl
+from tests.conftest import as_public_host
 from tests.embedded import act
 from tests.embedded import path_and_query
 from tests.embedded import query
@@ -34,7 +35,7 @@ def listening(app: t.Any, sandbox: SandboxControl) -> t.Iterator[None]:
 
     with app.app_context(), store.transaction() as conn:
         connect_messages.add_secret(conn, SECRET, now=0.0)
-    with BackgroundServer(app) as server:
+    with BackgroundServer(as_public_host(app)) as server:
         sandbox.post("/_sandbox/connect", {"url": server.url + PATH, "hmac_secrets": [SECRET]})
         yield
 

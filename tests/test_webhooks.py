@@ -21,6 +21,7 @@ from gateway.services.connect_messages import verify
 from gateway.services.envelopes import parse_time
 from tests.conftest import PartnerActions
 from tests.conftest import SandboxControl
+from tests.conftest import as_public_host
 from tests.embedded import act
 from tests.embedded import wait_for
 
@@ -311,7 +312,7 @@ def test_emulator_connect_drives_the_status_to_completed(app, client, partner, s
                                                          sandbox: SandboxControl) -> None:
     from sandbox.server import BackgroundServer
 
-    with BackgroundServer(app) as server:
+    with BackgroundServer(as_public_host(app)) as server:
         sandbox.post("/_sandbox/connect", {"url": server.url + PATH, "hmac_secrets": [SECRET_2]})
         env_id = partner.create(template="nda", fields={"company": "Analytical Engines Ltd"}
                                 ).get_json()["envelope_id"]

@@ -51,9 +51,10 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from gateway.store.vault import VaultError
     from gateway.upstream import UpstreamSetupError
     from gateway.web.admin import AdminProblem
+    from gateway.web.proxy import PublicUrlInvalid
 
     return (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError, AdminProblem,
-            PolicyFileInvalid)
+            PolicyFileInvalid, PublicUrlInvalid)
 
 
 @contextlib.contextmanager

@@ -80,6 +80,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     with common.gateway_app() as app:
         serving.preflight(app, workers=workers)
+        serving.settle_public_url(app, host=host, port=port)
         # the workers build their own apps and pools after the fork; sockets opened here
         # for the preflight must not be inherited by them
         store.get_engine().dispose()

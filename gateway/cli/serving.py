@@ -4,13 +4,16 @@ Each worker is a process that builds its own app, database pool and DocuSign cli
 after the fork (no preloading), so nothing with a socket is shared between workers;
 what they must agree on lives in the database (keys, idempotency, the shared upstream
 token, the audit chain) and in the rate-limit storage (Redis). Forwarded headers are
-handled by `gateway.web.proxy`.
+handled by `gateway.web.proxy` alone (`PROXY_HOPS`): gunicorn is told to trust none, so
+a loopback client cannot claim https with X-Forwarded-Proto.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
+import os
 import socket
 import typing as t
 
@@ -34,6 +37,40 @@ def preflight(app: Flask, *, workers: int) -> None:
     if workers > 1 and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         raise CLIError("several workers need shared rate-limit counters: set "
                        "RATELIMIT_STORAGE_URI=redis://... (memory:// counts per worker)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def settle_public_url(app: Flask, *, host: str, port: int) -> str:
+    """The public URL the workers will use, decided once, at startup, never from a request.
+
+    Set: it must be a valid http(s)://host[:port]. Unset: refused unless the bind is
+    loopback, where it is http://HOST:PORT, handed to the workers in the environment.
+    """
+    from gateway.web.proxy import parse_public_url
+
+    configured = app.config.get("PUBLIC_URL") or ""
+    if configured:
+        try:
+            parse_public_url(configured)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        return str(configured)
+    if not _is_loopback(host):
+        raise CLIError(f"GATEWAY_PUBLIC_URL is required to serve on {host}: set it to the "
+                       "URL signers' browsers reach the gateway at, e.g. https://gateway.example")
+    # werkzeug's trusted-host check cannot match an IPv6 literal: name it instead
+    name = host if ":" not in host else "localhost"
+    public = f"http://{name}:{port}"
+    os.environ["GATEWAY_PUBLIC_URL"] = public
+    return public
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -83,4 +120,8 @@ def run(*, host: str, port: int, workers: int, threads: int) -> None:
         "accesslog": None,
         "graceful_timeout": 10,
         "timeout": 60,
+        # X-Forwarded-* is believed only through PROXY_HOPS (gateway.web.proxy); gunicorn's
+        # default would trust any loopback client's X-Forwarded-Proto
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
     }).run()

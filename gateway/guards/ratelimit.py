@@ -11,6 +11,7 @@ account-wide budget for DocuSign calls shares this storage and lives in
 from __future__ import annotations
 
 import logging
+import typing as t
 
 from flask import Flask
 from flask import Response
@@ -52,6 +53,33 @@ def _storage_down(exc: StorageError) -> Response:
     return errors.render(errors.RateLimitUnavailable(retry_after=5))
 
 
+def _headers_or_nothing(hook: t.Callable[[Response], Response]) -> t.Callable[[Response], Response]:
+    """flask-limiter's RateLimit-header hook, minus its 500 when the storage is down.
+
+    The hook reads the storage again after the view, where no error handler reaches. By
+    then the answer is decided (a create may have committed upstream): it goes out as it
+    is, without the headers, and the outage is one log line.
+    """
+    def inject(response: Response) -> Response:
+        try:
+            return hook(response)
+        except StorageError as exc:
+            log.error("rate-limit storage unreachable: %s (RateLimit headers left out)",
+                      type(exc.storage_error).__name__)
+            return response
+    return inject
+
+
+def _guard_header_hook(app: Flask) -> None:
+    hooks = app.after_request_funcs.setdefault(None, [])
+    inject = getattr(Limiter, "_Limiter__inject_headers", None)
+    for i, hook in enumerate(hooks):
+        if inject is not None and getattr(hook, "func", None) is inject:
+            hooks[i] = _headers_or_nothing(t.cast(t.Callable[[Response], Response], hook))
+            return
+    raise RuntimeError("flask-limiter's header hook was not found; its storage errors would be 500s")
+
+
 def init_app(app: Flask) -> None:
     """The limiter, and the account budget (`app.extensions["account_budget"]`)."""
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -60,6 +88,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(StorageError, _storage_down)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)
+    _guard_header_hook(app)
     budget = AccountBudget(
         limiter.storage,
         hourly_limit=int(app.config["ACCOUNT_HOURLY_LIMIT"]),

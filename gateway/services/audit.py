@@ -34,6 +34,7 @@ from flask import current_app
 from flask import request
 
 from gateway import context
+from gateway import errors
 from gateway import store
 
 log = logging.getLogger(__name__)
@@ -241,9 +242,15 @@ def record_request(response: Response) -> Response:
             request_id=state.request_id,
             detail=state.audit_detail,
         )
-    except sa.exc.SQLAlchemyError:
-        # an audit write failing must be loud in the logs, but the answer is already decided
-        log.exception("audit write failed", extra={"request_id": state.request_id})
+    except sa.exc.SQLAlchemyError as exc:
+        # an audit write failing must be loud in the logs, but the answer is already decided;
+        # a database outage is one line per request (its cause), not a traceback each
+        if errors.is_database_outage(exc):
+            log.error("audit write failed: database unavailable: %s",
+                      type(getattr(exc, "orig", None) or exc).__name__,
+                      extra={"request_id": state.request_id})
+        else:
+            log.exception("audit write failed", extra={"request_id": state.request_id})
     return response
 
 

@@ -16,7 +16,6 @@ import uuid
 
 import jwt
 from flask import current_app
-from flask import request
 
 from gateway import errors
 from gateway.services import signing_keys
@@ -33,8 +32,15 @@ class RelayRejected(Exception):
 
 
 def public_url() -> str:
-    """The gateway's own base URL: PUBLIC_URL, else the URL of the current request."""
-    return (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
+    """The gateway's own base URL: PUBLIC_URL, never anything a request says.
+
+    A request's Host (or X-Forwarded-Host) is the caller's to choose: a relay URL built
+    from it would send a signer, with a live relay token, wherever the caller likes.
+    """
+    configured = current_app.config.get("PUBLIC_URL")
+    if not configured:
+        raise errors.PublicUrlNotConfigured()
+    return str(configured).rstrip("/")
 
 
 def relay_url(envelope_id: str, partner_id: int, return_url: str) -> str:

@@ -324,10 +324,15 @@ class DocuSignClient:
 
 
 def _carries_field(envelope: Mapping[str, t.Any], name: str, value: str) -> bool:
-    """Whether a listed envelope carries the custom field; trust DocuSign's filter if absent."""
+    """Whether a listed envelope carries the custom field, as its own `customFields` show.
+
+    Fail closed: an envelope listed without `customFields` proves nothing about the marker
+    (the filter may have been ignored), and adopting it would hand a partner a stranger's
+    envelope.
+    """
     custom = envelope.get("customFields")
     if not isinstance(custom, dict):
-        return True
+        return False
     text = custom.get("textCustomFields")
     return isinstance(text, list) and any(
         isinstance(f, dict) and f.get("name") == name and f.get("value") == value for f in text)

@@ -14,7 +14,6 @@ events are no-ops. A final status (completed, declined, voided) never moves.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -29,6 +28,7 @@ from flask import request
 from gateway import context
 from gateway import errors
 from gateway import store
+from gateway.guards.body import parse_json
 from gateway.services import envelopes
 from gateway.services.connect_messages import SignatureInvalid
 from gateway.services.connect_messages import load_secrets
@@ -75,10 +75,8 @@ def docusign_connect() -> Response:
     state = context.current()
     state.operation = "connect_event"
     body = _verified_body()
-    try:
-        message = json.loads(body)
-    except ValueError:
-        raise errors.MalformedJSON("The Connect message is not JSON.") from None
+    # bounded parsing: a verified sender can still send a body too deep for json's recursion
+    message = parse_json(body, what="The Connect message")
     if not isinstance(message, dict):
         raise errors.MalformedJSON("The Connect message is not a JSON object.")
     read = read_message(message)

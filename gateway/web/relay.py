@@ -5,6 +5,10 @@ The relay checks and spends the relay token (`services.relay_tokens`, single use
 fleet-wide), records the event and, for an outcome the browser claims, confirms it with
 DocuSign (`services.signing_sessions`), then answers 303 to the partner's page with
 `envelope_id`, `event` and `gateway_token`.
+
+Only `GET` spends a relay token: `HEAD` (link checkers, mail scanners, prefetchers) gets
+the headers of a page and nothing else, so it cannot burn a signer's way back. No answer
+of the relay, nor a 404/405 on its path, repeats the token.
 """
 
 from __future__ import annotations
@@ -55,12 +59,20 @@ def _error_page(message: str, status: int = 400) -> Response:
                              "Content-Security-Policy": "default-src 'none'"})
 
 
+def _head_answer() -> Response:
+    """A HEAD answers like a page that exists, without reading or spending the token."""
+    return Response(status=200, mimetype="text/html",
+                    headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
 @bp.get("/v1/return/<token>")
 @relay_limit
 def relay(token: str) -> Response:
     """Check and spend the relay token, record the event, hand the partner its proof."""
     state = context.current()
     state.operation = "return_relay"
+    if request.method == "HEAD":
+        return _head_answer()
     event = request.args.get("event", "")
     if event not in signing_sessions.EVENTS:
         return _error_page("DocuSign did not say how the signing session ended.")

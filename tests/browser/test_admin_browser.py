@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from gateway import store
 from gateway.web import admin
 from sandbox.server import BackgroundServer
 from tests.conftest import add_partner
+from tests.conftest import make_gateway
 
 pytestmark = pytest.mark.browser
 
@@ -19,12 +21,19 @@ TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
-def console_url(app: t.Any) -> t.Iterator[str]:
+def app(tmp_path: Path, sandbox: t.Any, rsa_private_pem: str, loopback_port: int) -> t.Any:
+    """The gateway whose public URL is the loopback socket the browser opens."""
+    return make_gateway(tmp_path, sandbox.url, rsa_private_pem,
+                        PUBLIC_URL=f"http://127.0.0.1:{loopback_port}")
+
+
+@pytest.fixture
+def console_url(app: t.Any, loopback_port: int) -> t.Iterator[str]:
     """The gateway behind a real HTTP server on loopback, with one admin account."""
     app.config["ADMIN_PASSWORD_METHOD"] = "scrypt:1024:8:1"
     with app.app_context(), store.transaction() as conn:
         admin.create_admin(conn, "root", PASSWORD)
-    server = BackgroundServer(app).start()
+    server = BackgroundServer(app, port=loopback_port).start()
     try:
         yield server.url
     finally:

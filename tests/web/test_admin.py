@@ -219,7 +219,17 @@ def _cookie(resp: t.Any) -> str:
     return cookies[-1]
 
 
-def test_sign_in_sets_a_strict_httponly_cookie_scoped_to_admin(console):
+def console_at(tmp_path: t.Any, sandbox: t.Any, pem: str, public_url: str) -> Console:
+    """A console on a gateway whose PUBLIC_URL (the one host it answers for) is given."""
+    app = make_gateway(tmp_path, sandbox.url, pem, PUBLIC_URL=public_url,
+                       ADMIN_PASSWORD_METHOD=FAST_SCRYPT)
+    with app.app_context(), store.transaction() as conn:
+        admin_accounts.create_admin(conn, "root", PASSWORD)
+    return Console(app.test_client())
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_scoped_to_admin(tmp_path, sandbox, rsa_private_pem):
+    console = console_at(tmp_path, sandbox, rsa_private_pem, "http://127.0.0.1:8080")
     resp = console.login()
     assert resp.status_code == 303
     assert resp.headers["Location"] == "/admin/"
@@ -231,7 +241,8 @@ def test_sign_in_sets_a_strict_httponly_cookie_scoped_to_admin(console):
 
 
 @pytest.mark.parametrize("base_url", ["http://gateway.example.com", "https://127.0.0.1"])
-def test_cookie_is_secure_outside_loopback_or_over_tls(console, base_url):
+def test_cookie_is_secure_outside_loopback_or_over_tls(tmp_path, sandbox, rsa_private_pem, base_url):
+    console = console_at(tmp_path, sandbox, rsa_private_pem, base_url)
     page = console.client.get("/admin/login", base_url=base_url)
     token = _CSRF_RE.search(page.get_data(as_text=True)).group(1)
     assert "Secure" in _cookie(page)
