@@ -386,3 +386,25 @@ def test_unreachable_rate_limit_store_fails_closed(tmp_path, sandbox, rsa_privat
     body = problem(resp, 503, "rate_limit_unavailable")
     assert resp.headers["Retry-After"] == "5"
     assert "redis" not in body["detail"].lower()
+
+
+def test_a_create_kept_upstream_but_not_recorded_is_adopted_not_repeated(
+        app, partner, sandbox, monkeypatch) -> None:
+    """DocuSign made the envelope, then the gateway's write failed: the retry adopts it."""
+    import sqlalchemy as sa
+
+    from gateway.services import envelopes
+
+    real_insert = envelopes.insert
+
+    def database_gone(*args, **kwargs):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(envelopes, "insert", database_gone)
+    first = partner.create(headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 503
+    monkeypatch.setattr(envelopes, "insert", real_insert)
+    retry = partner.create(headers={"Idempotency-Key": "order-1"})
+    assert retry.status_code == 201, retry.get_json()
+    assert sandbox.calls()["create_envelope"] == 1
+    assert partner.status(retry.get_json()["envelope_id"]).status_code == 200

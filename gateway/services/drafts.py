@@ -57,7 +57,7 @@ def _create_once(caller: Caller, key: str, body: dict[str, t.Any],
             adopted = _adopt(caller, claim, body, template)
             if adopted is not None:
                 return adopted
-        return _create(caller, body, template, claim=claim)
+        envelope_id, client_user_id = _make(caller, body, template, claim)
     except (errors.UpstreamTimeout, errors.UpstreamUnavailable) as exc:
         if getattr(exc, "upstream_status", None) is None:
             # no answer: DocuSign may still be making the envelope. Keep the lease, so the
@@ -73,6 +73,14 @@ def _create_once(caller: Caller, key: str, body: dict[str, t.Any],
             idempotency.expire(claim)
         else:
             idempotency.release(claim)
+        raise
+    try:
+        return _record(caller, envelope_id, "created", body, template,
+                       client_user_id=client_user_id, claim=claim)
+    except BaseException:
+        # DocuSign made the envelope but the gateway could not keep it (the database went
+        # away): the retry must find and adopt it by its marker, never make a second one
+        idempotency.expire(claim)
         raise
 
 
@@ -106,8 +114,15 @@ def _client_user_id(claim: idempotency.Claim | None) -> str:
     return hashlib.sha256(f"client_user_id\n{claim.marker}".encode()).hexdigest()[:32]
 
 
-def _create(caller: Caller, body: dict[str, t.Any], template: TemplatePolicy, *,
-            claim: idempotency.Claim | None = None) -> Answer:
+def _create(caller: Caller, body: dict[str, t.Any], template: TemplatePolicy) -> Answer:
+    envelope_id, client_user_id = _make(caller, body, template, None)
+    return _record(caller, envelope_id, "created", body, template,
+                   client_user_id=client_user_id, claim=None)
+
+
+def _make(caller: Caller, body: dict[str, t.Any], template: TemplatePolicy,
+          claim: idempotency.Claim | None) -> tuple[str, str]:
+    """Create the draft upstream; (envelope id, the embedded signer's clientUserId)."""
     signer = body["signer"]
     client_user_id = _client_user_id(claim)
     custom_fields = {"gateway_partner": caller.partner}
@@ -123,8 +138,7 @@ def _create(caller: Caller, body: dict[str, t.Any], template: TemplatePolicy, *,
         tabs={name: str(value) for name, value in body["fields"].items()},
         custom_fields=custom_fields,
     )
-    return _record(caller, summary["envelopeId"], "created", body, template,
-                   client_user_id=client_user_id, claim=claim)
+    return str(summary["envelopeId"]), client_user_id
 
 
 def _record(caller: Caller, envelope_id: str, status: str, body: dict[str, t.Any],
