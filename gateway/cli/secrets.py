@@ -17,9 +17,9 @@ def secrets_group() -> None:
 
 @secrets_group.command("rotate-master-key")
 def rotate_master_key() -> None:
-    """Re-encrypt every stored secret under a new master key, then drop the old one.
+    """Re-encrypt every secret under a new master key.
 
-    With the key file (instance/master.key) it is one step: the new key is written first
+    The old key is dropped once every secret is re-encrypted. With the key file (instance/master.key) it is one step: the new key is written first
     (the old one kept readable), every secret is re-encrypted row by row, and the old key
     is dropped last; after a crash, run it again and it finishes. With GATEWAY_MASTER_KEY
     it takes two runs: the first prints a new key to put in front of the current value,
