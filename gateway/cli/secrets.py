@@ -19,7 +19,7 @@ def secrets_group() -> None:
 def rotate_master_key() -> None:
     """Re-encrypt every secret under a new master key.
 
-    The old key is dropped once every secret is re-encrypted. With the key file (instance/master.key) it is one step: the new key is written first
+    With the key file (instance/master.key) it is one step: the new key is written first
     (the old one kept readable), every secret is re-encrypted row by row, and the old key
     is dropped last; after a crash, run it again and it finishes. With GATEWAY_MASTER_KEY
     it takes two runs: the first prints a new key to put in front of the current value,
