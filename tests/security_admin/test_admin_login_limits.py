@@ -9,9 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
+from gateway import store
 from gateway.services import admin_accounts
 from sandbox.server import BackgroundServer
+from tests.conftest import make_gateway
+from tests.services.fleet import REDIS_URL
+from tests.services.fleet import redis_prefix
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -51,6 +56,27 @@ def test_parallel_wrong_passwords_get_exactly_the_limit_of_checks(app, password_
     with BackgroundServer(app) as server, ThreadPoolExecutor(max_workers=40) as pool:
         statuses = list(pool.map(lambda i: _attempt(server.url, "root", f"wrong password {i}"),
                                  range(40)))
+    assert len(password_checks) == 5
+    assert sorted(statuses) == [401] * 5 + [429] * 35
+
+
+def test_two_workers_sharing_redis_give_exactly_the_limit(tmp_path, password_checks):
+    """Two gateway apps (workers) on one Redis: attempts spread over both still add up exactly."""
+    from tests.security_admin.conftest import FAST_SCRYPT
+    from tests.security_admin.conftest import PASSWORD
+
+    with redis_prefix() as prefix:
+        config = {"RATELIMIT_STORAGE_URI": REDIS_URL, "ADMIN_PASSWORD_METHOD": FAST_SCRYPT,
+                  "MASTER_KEY": Fernet.generate_key().decode("ascii"),
+                  "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": prefix, "wrap_exceptions": True},
+                  "ADMIN_LOGIN_RATE_LIMIT_USER": "5/minute", "ADMIN_LOGIN_RATE_LIMIT_IP": "1000/minute"}
+        workers = [make_gateway(tmp_path, None, None, **config) for _ in range(2)]
+        with workers[0].app_context(), store.transaction() as conn:
+            admin_accounts.create_admin(conn, "root", PASSWORD)
+        with BackgroundServer(workers[0]) as one, BackgroundServer(workers[1]) as two, \
+                ThreadPoolExecutor(max_workers=40) as pool:
+            urls = [one.url, two.url]
+            statuses = list(pool.map(lambda i: _attempt(urls[i % 2], "root", f"wrong {i}"), range(40)))
     assert len(password_checks) == 5
     assert sorted(statuses) == [401] * 5 + [429] * 35
 
