@@ -56,6 +56,7 @@ DEFAULTS: dict[str, t.Any] = {
     # console sign-in attempts, counted before the password is checked
     "ADMIN_LOGIN_RATE_LIMIT_IP": "20/minute;100/hour",
     "ADMIN_LOGIN_RATE_LIMIT_USER": "5/minute;30/hour",
+    "ADMIN_LOGIN_RETRY_AFTER": 60,
 }
 
 _ENV_SETTINGS = {

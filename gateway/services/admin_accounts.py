@@ -100,8 +100,15 @@ def _id_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
-def open_session(conn: sa.Connection, username: str, *, now: float) -> str:
-    """A new session for `username`; the returned id goes in the (signed) cookie only."""
+def open_session(conn: sa.Connection, username: str, *, now: float, idle: float,
+                 lifetime: float) -> str:
+    """A new session for `username`; the returned id goes in the (signed) cookie only.
+
+    Sessions that ended unseen (a closed browser) are swept here, so the table stays small.
+    """
+    sessions = store.admin_sessions
+    conn.execute(sessions.delete().where(sa.or_(sessions.c.last_seen_at < now - idle,
+                                                sessions.c.created_at < now - lifetime)))
     session_id = secrets.token_urlsafe(32)
     conn.execute(store.admin_sessions.insert().values(
         id_hash=_id_hash(session_id), username=username, created_at=now, last_seen_at=now))

@@ -206,7 +206,7 @@ def _headers(response: Response) -> Response:
 
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
-    retry = str(current_app.config.get("ADMIN_LOGIN_RETRY_AFTER", 60))
+    retry = str(current_app.config["ADMIN_LOGIN_RETRY_AFTER"])
     context.current().retry_after = retry  # kept by the request pipeline over the limiter's
     return (render_template("admin/login.html", error="Too many sign-in attempts; wait a minute "
                             "and try again.", username=""), 429, {"Retry-After": retry})
@@ -268,7 +268,9 @@ def login() -> t.Any:
     _refund_username(username)
     now = time.time()
     with store.transaction() as conn:
-        session_id = open_session(conn, username, now=now)
+        session_id = open_session(conn, username, now=now,
+                                  idle=float(current_app.config["ADMIN_IDLE_TIMEOUT"]),
+                                  lifetime=float(current_app.config["ADMIN_SESSION_LIFETIME"]))
     # a new session on sign-in: nothing planted before it (fixation) survives
     session.clear()
     session.update(sid=session_id, at=now, csrf=secrets.token_urlsafe(32))

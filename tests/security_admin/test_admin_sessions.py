@@ -118,3 +118,14 @@ def test_a_failed_login_keeps_no_typed_name_that_is_no_account(app, client, logi
     assert not any(typed in (d or "") for d in details)
     # an existing account's name is still worth keeping: it is what is under attack
     assert any("root" in (d or "") for d in details)
+
+
+def test_sessions_that_ended_unseen_are_swept_at_the_next_sign_in(app, login):
+    app.config["ADMIN_IDLE_TIMEOUT"] = 600
+    assert login(app.test_client()).status_code == 303
+    with app.app_context(), store.transaction() as conn:
+        conn.execute(store.admin_sessions.update().values(
+            last_seen_at=store.admin_sessions.c.last_seen_at - 601))
+    assert login(app.test_client()).status_code == 303
+    with app.app_context(), store.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(store.admin_sessions)).scalar() == 1
