@@ -1,4 +1,4 @@
-"""The console's accounts (scrypt hashes in the `admins` table) and its session-signing key.
+"""The console's accounts (scrypt hashes in `admins`), their server-side sessions, and the cookie key.
 
 Used by the console's views and by `gateway admin ...`; nothing here reads a request.
 """
