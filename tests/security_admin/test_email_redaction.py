@@ -58,6 +58,7 @@ def test_every_address_form_loses_its_local_part(local: str, domain: str, sep: s
 @settings(max_examples=200)
 @given(local=LOCALS, domain=DOMAINS)
 def test_an_address_inside_json_or_quotes_is_redacted(local: str, domain: str) -> None:
+    assume("*" not in local)  # the mask itself is made of stars
     escaped = local.replace('"', '\\"')
     text = f'{{"signer": {{"email": "{escaped}@{domain}"}}}}'
     assume(_untouched_by_other_patterns(text))
