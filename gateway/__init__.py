@@ -52,6 +52,13 @@ DEFAULTS: dict[str, t.Any] = {
     # an event is given up only after the whole schedule AND at least this many seconds
     "WEBHOOK_RETRY_WINDOW": 24 * 3600,
     "WEBHOOK_INTERVAL": 1.0,
+    # console sessions: ended after this long without a request, and this long after sign-in
+    "ADMIN_IDLE_TIMEOUT": 30 * 60,
+    "ADMIN_SESSION_LIFETIME": 8 * 3600,
+    # console sign-in attempts, counted before the password is checked
+    "ADMIN_LOGIN_RATE_LIMIT_IP": "20/minute;100/hour",
+    "ADMIN_LOGIN_RATE_LIMIT_USER": "5/minute;30/hour",
+    "ADMIN_LOGIN_RETRY_AFTER": 60,
 }
 
 _ENV_SETTINGS = {

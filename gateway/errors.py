@@ -34,6 +34,8 @@ class GatewayError(HTTPException):
 
     code: int = 500
     error_code: str = "internal_error"
+    #: what the audit trail and logs record when it differs from what the caller is told
+    audit_code: str | None = None
     title: str = "Internal server error"
     description = "The gateway could not complete the request."
 
@@ -147,6 +149,16 @@ class MissingApiKey(Unauthenticated):
 
 class InvalidApiKey(Unauthenticated):
     """*401*: malformed, bad checksum, unknown or wrong secret: deliberately indistinguishable."""
+
+
+class IpNotAllowed(InvalidApiKey):
+    """*401*: a valid key used from outside its policy's `allowed_ips`.
+
+    Answered exactly like a bad key, so a caller learns nothing about the allowlist;
+    only the audit trail and the logs carry its own code.
+    """
+
+    audit_code = "ip_not_allowed"
 
 
 class KeyRevoked(Unauthenticated):
@@ -431,7 +443,7 @@ def render(err: GatewayError) -> Response:
     state = context.current()
     body["request_id"] = state.request_id or None
     resp = Response(json.dumps(body), status=err.code, headers=err.get_headers())
-    state.error_code = err.error_code
+    state.error_code = err.audit_code or err.error_code
     state.retry_after = resp.headers.get("Retry-After")
     return resp
 

@@ -18,6 +18,7 @@ from gateway.cli import docusign
 from gateway.cli import partners
 from gateway.cli import policies
 from gateway.cli import runtime
+from gateway.cli import secrets
 from gateway.cli import signing_keys
 from gateway.cli import webhooks
 
@@ -33,7 +34,7 @@ def cli() -> None:
 for _command in (runtime.init, admin.admin_group, docusign.docusign_group, partners.partners_group,
                  policies.policies_group, audit.audit_command, signing_keys.signing_keys_group,
                  signing_keys.deprecated_keys_group, runtime.serve, runtime.sandbox, runtime.demo,
-                 webhooks.webhooks_group):
+                 webhooks.webhooks_group, secrets.secrets_group):
     cli.add_command(_command)
 del _command
 

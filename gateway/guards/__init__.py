@@ -4,14 +4,16 @@
 
 1. `authenticate`: the key (every call hits the store: revocation bites at once);
 2. `operation.load_policy`: the partner's policy (none, or an invalid file: fail closed);
-3. `operation.check_operation`: the operation is in the policy;
-4. `ratelimit.partner_limit`: the call counts against the partner's rate limit.
+3. `client_ip.check_client_ip`: the client address is in the policy's `allowed_ips`
+   (401 like a bad key otherwise);
+4. `operation.check_operation`: the operation is in the policy;
+5. `ratelimit.partner_limit`: the call counts against the partner's rate limit.
 
 Inside the view, the rules that need the request body or an envelope, in this order:
 
-5. `body.load_body`: the JSON body against the view's schema;
-6. `ownership.owned_envelope`: the envelope is the caller's (404 otherwise);
-7. `template_fields.approved_template` (create) or `return_url.check_return_url`
+6. `body.load_body`: the JSON body against the view's schema;
+7. `ownership.owned_envelope`: the envelope is the caller's (404 otherwise);
+8. `template_fields.approved_template` (create) or `return_url.check_return_url`
    (recipient view): the policy's template, field and return-URL rules.
 """
 
@@ -22,6 +24,7 @@ import typing as t
 
 from gateway import context
 from gateway.guards.authenticate import authenticate
+from gateway.guards.client_ip import check_client_ip
 from gateway.guards.operation import check_operation
 from gateway.guards.operation import load_policy
 from gateway.guards.ratelimit import partner_limit
@@ -40,6 +43,7 @@ def partner_call(operation: str | None) -> t.Callable[[F], F]:
             context.current().operation = operation or view.__name__
             caller = authenticate()
             policy = load_policy(caller)
+            check_client_ip(policy)
             check_operation(policy, operation)
             return limited(*args, **kwargs)
 

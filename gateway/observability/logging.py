@@ -28,7 +28,20 @@ _access = logging.getLogger("gateway.access")
 
 # --- redaction ------------------------------------------------------------------------
 
-_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@|%40)([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# Every form of address (RFC 5322 dot-atoms, RFC 6531 non-ASCII local parts, quoted local
+# parts, JSON-escaped quotes, IDN and bare-host domains, address literals). Group 1 is the
+# first character of the local part (kept), group 2 the `@`, group 3 the domain (kept); the
+# rest of the local part is replaced. `= & ? /` are legal in a local part but far more often
+# delimit one (`?to=ada%40x.org`, `/users/ada@x.org`): they end it, so the key or path stays
+# readable. Lengths are bounded (RFC 5321: 64 and 255), so a long line costs linear time.
+_LOCAL_CHAR = r"[\w!#$%'*+^`{|}~.\-\u0080-\U0010ffff]"
+_DOMAIN_LABEL = r"[\w\-\u0080-\U0010ffff]{1,63}"
+_EMAIL_RE = re.compile(
+    r"(\\?\"|" + _LOCAL_CHAR + r")"
+    r"(?:(?<=\")(?:[^\"\\\r\n]|\\[^\r\n]){0,255}?\\?\"|(?<!\")" + _LOCAL_CHAR + r"{0,255})"
+    r"(@|%40)"
+    r"(\[[^\]\s]{1,64}\]|" + _DOMAIN_LABEL + r"(?:\." + _DOMAIN_LABEL + r"){0,126})"
+)
 #: (pattern, replacement), applied in order: PEM first (it contains base64 that looks like
 #: anything), then credentials, then emails
 _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -61,6 +74,8 @@ def redact(text: str) -> str:
         return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
+    if "@" not in text and "%40" not in text:
+        return text  # no address without its separator: most lines skip the costlier scan
     return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***{m.group(2)}{m.group(3)}", text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -125,6 +126,8 @@ def _build(data: dict[str, t.Any], source: str) -> Policy:
         templates=types.MappingProxyType(templates),
         source=source,
         webhook_url=data["webhook_url"],
+        allowed_ips=None if data["allowed_ips"] is None
+        else tuple(ipaddress.ip_network(n) for n in data["allowed_ips"]),
     )
 
 

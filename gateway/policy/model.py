@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import typing as t
 from dataclasses import dataclass
@@ -102,10 +103,25 @@ class Policy:
     templates: t.Mapping[str, TemplatePolicy]
     source: str
     webhook_url: str | None = None
+    #: where the key may be used from; None: anywhere
+    allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
 
     def allows(self, operation: str) -> bool:
         """Whether the policy lists `operation`."""
         return operation in self.operations
+
+    def ip_allowed(self, address: str | None) -> bool:
+        """Whether a request from `address` may use this partner's key (False when unknown)."""
+        if self.allowed_ips is None:
+            return True
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        # an IPv4 client reached over a dual-stack socket shows up as ::ffff:a.b.c.d
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.allowed_ips)
 
     def return_url_allowed(self, url: str) -> bool:
         """Whether `url` matches one of this policy's `return_urls`."""

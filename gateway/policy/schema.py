@@ -7,6 +7,7 @@ field and validator helpers above the schemas exist only to keep that declaratio
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import typing as t
 
@@ -78,6 +79,14 @@ def _check_rate_limit(value: str) -> None:
         ) from None
     if any(limit.amount < 1 for limit in limits):
         raise ValidationError("every limit must allow at least 1 request")
+
+
+def _check_network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        # strict: `10.0.0.1/8` is refused rather than silently widened to 10.0.0.0/8
+        raise ValidationError(f"not an IPv4 or IPv6 address or CIDR network ({exc})") from None
 
 
 def _check_regex(value: str) -> None:
@@ -312,6 +321,13 @@ class PolicySchema(_StrictSchema):
     webhook_url = _string(
         "Where the gateway POSTs this partner's signed envelope events (Standard Webhooks).",
         load_default=None, validate=_check_webhook_url,
+    )
+    allowed_ips = _list(
+        _string("An address or CIDR network, IPv4 or IPv6.", validate=_check_network),
+        "Where the partner's key may be used from (the client address after PROXY_HOPS); "
+        "absent: anywhere.",
+        load_default=None,
+        validate=[_length(1, 100), _check_unique],
     )
     templates = _Table(
         _string("The template alias partners use.", validate=_name("template alias", NAME_RE)),

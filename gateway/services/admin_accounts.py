@@ -1,4 +1,4 @@
-"""The console's accounts (scrypt hashes in the `admins` table) and its session-signing key.
+"""The console's accounts (scrypt hashes in `admins`), their server-side sessions, and the cookie key.
 
 Used by the console's views and by `gateway admin ...`; nothing here reads a request.
 """
@@ -75,19 +75,77 @@ def create_admin(conn: sa.Connection, username: str, password: str) -> None:
 
 
 def set_password(conn: sa.Connection, username: str, password: str) -> None:
-    """Replace an account's password; its open sessions end on their next request."""
+    """Replace an account's password; its open sessions end at once."""
     check_password(password)
     done = conn.execute(store.admins.update().where(store.admins.c.username == username).values(
         password_hash=_hash(password)))
     if done.rowcount == 0:
         raise AdminProblem(f"no admin named {username!r}")
+    end_sessions(conn, username)
 
 
 def delete_admin(conn: sa.Connection, username: str) -> None:
-    """Remove an account; `AdminProblem` when there is none by that name."""
+    """Remove an account and end its sessions; `AdminProblem` when there is none by that name."""
+    end_sessions(conn, username)
     done = conn.execute(store.admins.delete().where(store.admins.c.username == username))
     if done.rowcount == 0:
         raise AdminProblem(f"no admin named {username!r}")
+
+
+# --- server-side sessions ------------------------------------------------------------------
+
+
+def _id_hash(session_id: str) -> str:
+    # only the digest is stored: reading the table does not hand out live sessions
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def open_session(conn: sa.Connection, username: str, *, now: float, idle: float,
+                 lifetime: float) -> str:
+    """A new session for `username`; the returned id goes in the (signed) cookie only.
+
+    Sessions that ended unseen (a closed browser) are swept here, so the table stays small.
+    """
+    sessions = store.admin_sessions
+    conn.execute(sessions.delete().where(sa.or_(sessions.c.last_seen_at < now - idle,
+                                                sessions.c.created_at < now - lifetime)))
+    session_id = secrets.token_urlsafe(32)
+    conn.execute(store.admin_sessions.insert().values(
+        id_hash=_id_hash(session_id), username=username, created_at=now, last_seen_at=now))
+    return session_id
+
+
+def session_user(conn: sa.Connection, session_id: str, *, now: float, idle: float,
+                 lifetime: float) -> str | None:
+    """The account behind a live session, touching it; None (and the row gone) once it ended.
+
+    A session ends after `idle` seconds without a request or `lifetime` seconds after
+    sign-in, whichever comes first, and with its account.
+    """
+    sessions = store.admin_sessions
+    key = _id_hash(session_id)
+    row = conn.execute(sa.select(sessions).where(sessions.c.id_hash == key)).first()
+    if row is None:
+        return None
+    if now - row.last_seen_at > idle or now - row.created_at > lifetime \
+            or admin_row(conn, row.username) is None:
+        conn.execute(sessions.delete().where(sessions.c.id_hash == key))
+        return None
+    conn.execute(sessions.update().where(sessions.c.id_hash == key).values(last_seen_at=now))
+    return t.cast(str, row.username)
+
+
+def end_session(conn: sa.Connection, session_id: str) -> None:
+    """End one session (sign-out)."""
+    conn.execute(store.admin_sessions.delete().where(
+        store.admin_sessions.c.id_hash == _id_hash(session_id)))
+
+
+def end_sessions(conn: sa.Connection, username: str) -> int:
+    """End every session of `username`; how many there were."""
+    done = conn.execute(store.admin_sessions.delete().where(
+        store.admin_sessions.c.username == username))
+    return int(done.rowcount or 0)
 
 
 def list_admins(conn: sa.Connection) -> list[dict[str, t.Any]]:
@@ -104,11 +162,12 @@ def admin_row(conn: sa.Connection, username: str) -> sa.Row[t.Any] | None:
 _dummy_hash: str | None = None
 
 
-def verify_login(username: str, password: str) -> str | None:
-    """The password hash's fingerprint when the credentials are right, else None.
+def verify_login(username: str, password: str) -> bool | None:
+    """True when the credentials are right, False for a wrong password, None for no such account.
 
     An unknown username costs the same scrypt work as a wrong password, so timing does
-    not tell which usernames exist.
+    not tell which usernames exist; the caller must not show the difference either (it
+    only keeps a typed name out of the audit trail when it is no account's).
     """
     global _dummy_hash
     with store.transaction() as conn:
@@ -117,17 +176,7 @@ def verify_login(username: str, password: str) -> str | None:
         _dummy_hash = _dummy_hash or _hash(secrets.token_hex(8))
         check_password_hash(_dummy_hash, password)
         return None
-    if not check_password_hash(row.password_hash, password):
-        return None
-    return fingerprint(row.password_hash)
-
-
-def fingerprint(password_hash: str) -> str:
-    """A short digest of the hash, kept in the session.
-
-    A password change alters it, which ends every session opened with the old password.
-    """
-    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+    return check_password_hash(row.password_hash, password)
 
 
 def load_or_create_secret_key(conn: sa.Connection) -> str:

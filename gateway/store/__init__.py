@@ -175,6 +175,18 @@ admins = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# The console's open sessions: the cookie carries a random id, this table its SHA-256, so a
+# sign-out, a password change or a deleted account ends a session at once (a new table:
+# `create_all` adds it to an existing database, no version bump).
+admin_sessions = sa.Table(
+    "admin_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False),
+)
+
 
 class SchemaMismatch(Exception):
     """The database was created by another version of the gateway, or not at all."""

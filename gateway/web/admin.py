@@ -4,8 +4,11 @@ It has its own accounts (`gateway admin create`; `gateway.services.admin_account
 stored as scrypt hashes in the `admins` table, and its own signed session cookie:
 HttpOnly, SameSite=Strict, Secure unless the console is reached over plain http on a
 loopback address, and scoped to `/admin`. A partner's Bearer key means nothing here.
-Every form carries a per-session CSRF token (checked with `hmac.compare_digest`), and
-login attempts are rate-limited per client address and per username. Pages are
+The cookie only names a server-side session (`admin_sessions`), checked on every
+request: sign-out, a password change and a deleted account end it at once, and it ends
+after `ADMIN_IDLE_TIMEOUT` idle seconds. Every form carries a per-session CSRF token
+(checked with `hmac.compare_digest`), and every sign-in attempt is counted per client
+address and per username, atomically and before the password is checked. Pages are
 server-rendered, with no external assets.
 
 About 400 lines: the views and the guards every one of them passes (the cookie, the
@@ -38,6 +41,7 @@ from flask import session
 from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 from werkzeug.exceptions import TooManyRequests
 
 from gateway import context
@@ -50,16 +54,17 @@ from gateway.services import traffic
 
 # the names aliased to themselves are re-exported: `gateway.cli` still imports them from here
 from gateway.services.admin_accounts import AdminProblem as AdminProblem
-from gateway.services.admin_accounts import admin_row
 from gateway.services.admin_accounts import check_password as check_password
 from gateway.services.admin_accounts import check_username as check_username
 from gateway.services.admin_accounts import create_admin as create_admin
 from gateway.services.admin_accounts import delete_admin as delete_admin
+from gateway.services.admin_accounts import end_session
 from gateway.services.admin_accounts import ensure_secret_key
-from gateway.services.admin_accounts import fingerprint
 from gateway.services.admin_accounts import list_admins as list_admins
 from gateway.services.admin_accounts import load_or_create_secret_key as load_or_create_secret_key
+from gateway.services.admin_accounts import open_session
 from gateway.services.admin_accounts import refuse_placeholder
+from gateway.services.admin_accounts import session_user
 from gateway.services.admin_accounts import set_password as set_password
 from gateway.services.admin_accounts import verify_login
 
@@ -143,18 +148,18 @@ def _csrf_ok() -> bool:
 
 
 def current_admin() -> str | None:
-    """The signed-in admin, checked against the database on every request."""
-    username = session.get("admin")
-    if not isinstance(username, str):
+    """The signed-in admin: the cookie's session must be live in the database (every request)."""
+    session_id = session.get("sid")
+    if not isinstance(session_id, str):
         return None
-    lifetime = float(current_app.config.get("ADMIN_SESSION_LIFETIME", 8 * 3600))
-    if time.time() - float(session.get("at", 0)) > lifetime:
+    now = time.time()
+    lifetime = float(current_app.config["ADMIN_SESSION_LIFETIME"])
+    # the signed cookie's own clock too: a cookie outliving its lifetime is refused unread
+    if now - float(session.get("at", 0)) > lifetime:
         return None
     with store.transaction() as conn:
-        row = admin_row(conn, username)
-    if row is None or not hmac.compare_digest(fingerprint(row.password_hash), session.get("pw", "")):
-        return None
-    return username
+        return session_user(conn, session_id, now=now, lifetime=lifetime,
+                            idle=float(current_app.config["ADMIN_IDLE_TIMEOUT"]))
 
 
 def require_admin(view: F) -> F:
@@ -164,7 +169,7 @@ def require_admin(view: F) -> F:
     def guarded(*args: t.Any, **kwargs: t.Any) -> t.Any:
         admin = current_admin()
         if admin is None:
-            session.pop("admin", None)
+            session.pop("sid", None)
             if request.method in ("GET", "HEAD"):
                 return redirect(url_for("admin.login"), code=303)
             return _page("login.html", 401, error="Please sign in.")
@@ -202,7 +207,7 @@ def _headers(response: Response) -> Response:
 
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
-    retry = str(current_app.config.get("ADMIN_LOGIN_RETRY_AFTER", 60))
+    retry = str(current_app.config["ADMIN_LOGIN_RETRY_AFTER"])
     context.current().retry_after = retry  # kept by the request pipeline over the limiter's
     return (render_template("admin/login.html", error="Too many sign-in attempts; wait a minute "
                             "and try again.", username=""), 429, {"Retry-After": retry})
@@ -211,21 +216,35 @@ def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
 # --- login -----------------------------------------------------------------------------
 
 
-def _login_failed(response: Response) -> bool:
-    # only failed attempts spend the budget: a successful sign-in answers 303
-    return response.status_code != 303
+def _login_budgets(username: str) -> list[tuple[str, str]]:
+    """(limits, key) pairs a sign-in attempt spends: the client address, then the username."""
+    return [(str(current_app.config["ADMIN_LOGIN_RATE_LIMIT_IP"]),
+             "admin-ip:" + (get_remote_address() or "")),
+            (str(current_app.config["ADMIN_LOGIN_RATE_LIMIT_USER"]),
+             "admin-user:" + username.lower()[:64])]
 
 
-def _username_key() -> str:
-    return "admin-user:" + request.form.get("username", "").strip().lower()[:64]
+def _spend_login_attempt(username: str) -> None:
+    """Count the attempt, or raise 429 when a budget is spent, before any password is checked.
+
+    `hit` takes one slot atomically in the limiter's storage (a lock in memory, one
+    script in Redis), so many workers racing on one username get exactly the limit's
+    number of checks: testing the count first and adding to it after would let every
+    racer in.
+    """
+    strategy = limiter.limiter
+    for rates, key in _login_budgets(username):
+        for item in parse_many(rates):
+            if not strategy.hit(item, "pgw", key):
+                raise TooManyRequests()
 
 
-def _ip_rate() -> str:
-    return str(current_app.config.get("ADMIN_LOGIN_RATE_LIMIT_IP", "20/minute;100/hour"))
-
-
-def _user_rate() -> str:
-    return str(current_app.config.get("ADMIN_LOGIN_RATE_LIMIT_USER", "5/minute;30/hour"))
+def _refund_username(username: str) -> None:
+    # a right password resets the username's count, so its owner is never locked out by
+    # their own sign-ins; the address's count stays (one account must not reset it for others)
+    rates, key = _login_budgets(username)[1]
+    for item in parse_many(rates):
+        limiter.limiter.clear(item, "pgw", key)
 
 
 def _record(operation: str, *, status: int, partner: str | None = None, detail: str | None = None) -> None:
@@ -236,25 +255,36 @@ def _record(operation: str, *, status: int, partner: str | None = None, detail: 
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_ip_rate, key_func=get_remote_address, methods=["POST"], deduct_when=_login_failed)
-@limiter.limit(_user_rate, key_func=_username_key, methods=["POST"], deduct_when=_login_failed)
 def login() -> t.Any:
     if request.method == "GET":
         return _page("login.html", insecure=not (request.is_secure or _loopback(request.host)))
     username = request.form.get("username", "").strip()
-    pw_fingerprint = verify_login(username, request.form.get("password", ""))
-    if pw_fingerprint is None:
-        _record("admin_login_failed", status=401, detail=f"username {username[:64]!r}")
+    _spend_login_attempt(username)
+    verdict = verify_login(username, request.form.get("password", ""))
+    if not verdict:
+        # people type passwords into the username box: a name that is no account is not kept
+        typed = f"username {username[:64]!r}" if verdict is False else "unknown username"
+        _record("admin_login_failed", status=401, detail=typed)
         return _page("login.html", 401, error="Wrong username or password.", username=username[:64])
+    _refund_username(username)
+    now = time.time()
+    with store.transaction() as conn:
+        session_id = open_session(conn, username, now=now,
+                                  idle=float(current_app.config["ADMIN_IDLE_TIMEOUT"]),
+                                  lifetime=float(current_app.config["ADMIN_SESSION_LIFETIME"]))
     # a new session on sign-in: nothing planted before it (fixation) survives
     session.clear()
-    session.update(admin=username, at=time.time(), pw=pw_fingerprint, csrf=secrets.token_urlsafe(32))
+    session.update(sid=session_id, at=now, csrf=secrets.token_urlsafe(32))
     _record("admin_login", status=303, detail=f"admin {username}")
     return redirect(url_for("admin.partners"), code=303)
 
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        with store.transaction() as conn:
+            end_session(conn, session_id)
     session.clear()
     return redirect(url_for("admin.login"), code=303)
 
