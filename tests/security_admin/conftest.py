@@ -20,7 +20,9 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture
 def app(tmp_path: Path) -> t.Any:
-    app = make_gateway(tmp_path, None, None, ADMIN_PASSWORD_METHOD=FAST_SCRYPT)
+    # a loopback console: its session cookie is not Secure, so the plain-http test client keeps it
+    app = make_gateway(tmp_path, None, None, ADMIN_PASSWORD_METHOD=FAST_SCRYPT,
+                       PUBLIC_URL="http://127.0.0.1")
     with app.app_context(), store.transaction() as conn:
         admin_accounts.create_admin(conn, "root", PASSWORD)
     return app

@@ -67,6 +67,7 @@ def test_two_workers_sharing_redis_give_exactly_the_limit(tmp_path, password_che
 
     with redis_prefix() as prefix:
         config = {"RATELIMIT_STORAGE_URI": REDIS_URL, "ADMIN_PASSWORD_METHOD": FAST_SCRYPT,
+                  "PUBLIC_URL": "http://127.0.0.1",
                   "MASTER_KEY": Fernet.generate_key().decode("ascii"),
                   "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": prefix, "wrap_exceptions": True},
                   "ADMIN_LOGIN_RATE_LIMIT_USER": "5/minute", "ADMIN_LOGIN_RATE_LIMIT_IP": "1000/minute"}

@@ -13,10 +13,11 @@ from gateway import store
 from gateway.services import admin_accounts
 
 CONSOLE = "/admin/"
+HOST = "127.0.0.1"  # the console's PUBLIC_URL host (tests/security_admin/conftest.py)
 
 
 def _cookie(client: t.Any) -> str:
-    cookie = client.get_cookie("gateway_console", path="/admin")
+    cookie = client.get_cookie("gateway_console", domain=HOST, path="/admin")
     assert cookie is not None
     return t.cast(str, cookie.value)
 
@@ -24,7 +25,7 @@ def _cookie(client: t.Any) -> str:
 def _replay(app: t.Any, cookie: str) -> int:
     """A second browser presenting a captured cookie: the console's status for it."""
     other = app.test_client()
-    other.set_cookie("gateway_console", cookie, path="/admin")
+    other.set_cookie("gateway_console", cookie, domain=HOST, path="/admin")
     return t.cast(int, other.get(CONSOLE).status_code)
 
 
