@@ -50,6 +50,13 @@ DEFAULTS: dict[str, t.Any] = {
     # an event is given up only after the whole schedule AND at least this many seconds
     "WEBHOOK_RETRY_WINDOW": 24 * 3600,
     "WEBHOOK_INTERVAL": 1.0,
+    # the audit sealer: a thread in serving processes (None = on unless TESTING; a lease
+    # keeps it to one across the fleet), how often it runs and how many rows per transaction
+    "AUDIT_SEALER": None,
+    "AUDIT_SEAL_INTERVAL": 1.0,
+    "AUDIT_SEAL_BATCH": 1000,
+    # failed requests of nobody known (no key, a bad key, no such route), per client address
+    "ANONYMOUS_RATE_LIMIT": "120/minute",
 }
 
 _ENV_SETTINGS = {
@@ -88,6 +95,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import store
     from gateway import upstream
     from gateway.guards import ratelimit
+    from gateway.services import audit_seal
     from gateway.services import webhook_sender
     from gateway.store import vault
     from gateway.web import admin
@@ -116,4 +124,5 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     openapi.init_app(app)
     admin.init_app(app)
     webhook_sender.init_app(app)
+    audit_seal.init_app(app)
     return proxy.behind_proxy(app)
