@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import typing as t
 
 import sqlalchemy as sa
@@ -232,6 +233,9 @@ def make_engine(url: str) -> sa.Engine:
         # SQLAlchemy then invalidates the pool so the next checkout gets a fresh one
         engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300)
     sa.event.listen(engine, "before_cursor_execute", _begin_before_first_write)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "after_cursor_execute", _after_write)
+        sa.event.listen(engine, "handle_error", lambda _ctx: _after_write())
     return engine
 
 
@@ -249,16 +253,37 @@ def get_engine() -> sa.Engine:
 # DocuSign call). A status read is then: key lookup, envelope read, audit INSERT: three
 # round trips, one transaction (the INSERT's own).
 
-_READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "SHOW")
+_READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "SHOW", "BEGIN", "COMMIT", "ROLLBACK")
+#: SQLite has one writer at a time; its busy handler makes waiting writers sleep and retry,
+#: which under threads becomes a convoy (p99 in the hundreds of ms). A request's writes take
+#: this lock first, so the threads of a process queue here and hand over at once.
+_SQLITE_WRITES = threading.RLock()
 
 
 def _begin_before_first_write(conn: sa.Connection, cursor: t.Any, statement: str, *_: t.Any) -> None:
     """Start the block's transaction before its first write (request connections only)."""
     info = conn.info
-    if info.get("block") and not info.get("began") \
-            and not statement.lstrip().upper().startswith(_READ_PREFIXES):
+    if not has_request_context() or g.get("_store_conn") is not conn \
+            or statement.lstrip().upper().startswith(_READ_PREFIXES):
+        return
+    if conn.dialect.name == "sqlite" and not g.get("_store_write_locked"):
+        _SQLITE_WRITES.acquire()
+        g._store_write_locked = True
+        # a single autocommitted statement releases it as soon as it ran
+        g._store_write_release_after = not info.get("block")
+    if info.get("block") and not info.get("began"):
         cursor.execute("BEGIN")
         info["began"] = True
+
+
+def _after_write(*_: t.Any) -> None:
+    if has_request_context() and g.pop("_store_write_release_after", False):
+        _release_write_lock()
+
+
+def _release_write_lock() -> None:
+    if g.pop("_store_write_locked", False):
+        _SQLITE_WRITES.release()
 
 
 def _request_connection() -> sa.Connection | None:
@@ -275,8 +300,11 @@ def _request_connection() -> sa.Connection | None:
 def _end_block(conn: sa.Connection, ok: bool) -> None:
     began = conn.info.pop("began", False)
     conn.info["block"] = False
-    if began:
-        conn.exec_driver_sql("COMMIT" if ok else "ROLLBACK")
+    try:
+        if began:
+            conn.exec_driver_sql("COMMIT" if ok else "ROLLBACK")
+    finally:
+        _release_write_lock()
 
 
 @contextlib.contextmanager
@@ -303,6 +331,7 @@ def transaction() -> t.Iterator[sa.Connection]:
             _end_block(conn, ok=False)
         else:  # dropped (its info went with it): the next block checks out a fresh one
             g.pop("_store_conn", None)
+            _release_write_lock()
             conn.close()
         raise
     _end_block(conn, ok=True)
@@ -330,11 +359,13 @@ def autocommit() -> t.Iterator[sa.Connection]:
 def _close_request_connection(_exc: BaseException | None) -> None:
     conn = g.pop("_store_conn", None)
     if conn is None:
+        _release_write_lock()
         return
     if not conn.invalidated:
         if conn.info.get("began"):  # a block left open by an exception mid-teardown
             _end_block(conn, ok=False)
         conn.info.pop("block", None)
+    _release_write_lock()
     conn.close()
 
 
