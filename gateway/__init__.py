@@ -55,6 +55,8 @@ DEFAULTS: dict[str, t.Any] = {
     "AUDIT_SEALER": None,
     "AUDIT_SEAL_INTERVAL": 1.0,
     "AUDIT_SEAL_BATCH": 1000,
+    # bench mode: a folder for libpq protocol traces of every PostgreSQL connection ("" = off)
+    "DB_TRACE_DIR": "",
     # failed requests of nobody known (no key, a bad key, no such route), per client address
     "ANONYMOUS_RATE_LIMIT": "120/minute",
 }

@@ -437,7 +437,35 @@ def get_setting(conn: sa.Connection, name: str) -> t.Any:
     return json.loads(text)
 
 
+def trace_round_trips(engine: sa.Engine, folder: str) -> None:
+    """Bench mode (`DB_TRACE_DIR`): libpq's protocol trace of every new PostgreSQL connection,
+    one file per connection in `folder`; each `ReadyForQuery` the server sends ends one round
+    trip. Slow: for counting, never for timing."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _trace(dbapi_conn: t.Any, _record: t.Any) -> None:
+        from psycopg import pq
+
+        sink = open(os.path.join(folder, f"pg-{os.getpid()}-{id(dbapi_conn)}.trace"), "w")  # noqa: SIM115
+        dbapi_conn.pgconn.trace(sink.fileno())
+        dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        sink_of[id(dbapi_conn)] = sink  # kept open as long as the connection
+
+    sink_of: dict[int, t.IO[str]] = {}
+
+    @sa.event.listens_for(engine, "close")
+    def _untrace(dbapi_conn: t.Any, _record: t.Any) -> None:
+        sink = sink_of.pop(id(dbapi_conn), None)
+        if sink is not None:
+            dbapi_conn.pgconn.untrace()
+            sink.close()
+
+
 def init_app(app: Flask) -> None:
     """One engine per app, disposed of with the process; a request's connection ends with it."""
-    app.extensions["store"] = make_engine(database_url(app))
+    engine = app.extensions["store"] = make_engine(database_url(app))
+    if app.config.get("DB_TRACE_DIR"):
+        trace_round_trips(engine, app.config["DB_TRACE_DIR"])
     app.teardown_request(_close_request_connection)
