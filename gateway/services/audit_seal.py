@@ -21,6 +21,7 @@ sealer interval while a sealer runs) can be edited or deleted without trace.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
@@ -276,7 +277,18 @@ def start_sealer(app: Flask) -> threading.Thread:
         _started[id(app)] = (os.getpid(), thread)
         app.extensions["audit_sealer_stop"] = stop
         thread.start()
+        # a daemon thread dies with its worker without running its `finally`: hand the lease
+        # back at exit, so the next sealer need not wait it out
+        atexit.register(_release_at_exit, app)
         return thread
+
+
+def _release_at_exit(app: Flask) -> None:
+    try:
+        with app.app_context():
+            release_lease(OWNER)
+    except Exception:  # noqa: BLE001 - the process is ending either way
+        log.debug("could not release the audit sealer lease", exc_info=True)
 
 
 def init_app(app: Flask) -> None:
