@@ -93,7 +93,7 @@ class Gcra:
     def __init__(self, storage: t.Any) -> None:
         self._script = None
         if isinstance(storage, RedisStorage):
-            self._script = storage.get_connection().register_script(_GCRA_LUA)
+            self._script = storage.get_connection().register_script(_GCRA_LUA.encode("ascii"))
         self._tats: dict[str, float] = {}
         self._lock = threading.Lock()
 
