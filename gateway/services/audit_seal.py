@@ -246,12 +246,20 @@ def seal_if_leader(owner: str = OWNER, batch: int = 1000) -> int | None:
 
 def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) -> None:
     """Seal every `interval` seconds until `stop_event` is set."""
+    failing = False
     while not stop_event.is_set():
         try:
             with app.app_context():
                 seal_if_leader(batch=int(app.config["AUDIT_SEAL_BATCH"]))
-        except Exception:  # noqa: BLE001 - a loop that must outlive a DB blip
-            log.exception("audit sealing failed")
+            failing = False
+        except Exception as exc:  # noqa: BLE001 - a loop that must outlive a DB blip
+            # the traceback once per outage, then one line a round: an outage of minutes
+            # must not flood the log (the rows wait, durable, until the database is back)
+            if not failing:
+                log.exception("audit sealing failed")
+            else:
+                log.warning("audit sealing still failing: %s", type(exc).__name__)
+            failing = True
         stop_event.wait(interval)
     try:
         with app.app_context():
