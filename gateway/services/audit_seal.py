@@ -253,6 +253,8 @@ def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) 
                 seal_if_leader(batch=int(app.config["AUDIT_SEAL_BATCH"]))
             failing = False
         except Exception as exc:  # noqa: BLE001 - a loop that must outlive a DB blip
+            if _database_file_gone(app):
+                return  # its SQLite file was deleted: nothing left to seal, ever
             # the traceback once per outage, then one line a round: an outage of minutes
             # must not flood the log (the rows wait, durable, until the database is back)
             if not failing:
@@ -266,6 +268,13 @@ def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) 
             release_lease(OWNER)
     except Exception:  # noqa: BLE001
         log.debug("could not release the audit sealer lease", exc_info=True)
+
+
+def _database_file_gone(app: Flask) -> bool:
+    with app.app_context():
+        url = store.get_engine().url
+    return (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            and not os.path.exists(url.database))
 
 
 _started: dict[int, tuple[int, threading.Thread]] = {}
