@@ -25,6 +25,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+#: `gateway` of this checkout (the venv's console script may belong to another checkout)
+GATEWAY = [sys.executable, "-c", "from gateway.cli import main; main()"]
 HOST = "127.0.0.1"
 PARTNER = "bench"
 RETURN_URL = "http://127.0.0.1:8070/signed"
@@ -196,7 +198,7 @@ def gateway_env(home: Path, *, redis_uri: str | None) -> dict[str, str]:
 
 def gateway_cli(env: dict[str, str], *args: str) -> str:
     """Run one `gateway` command; its stdout, or BenchError with its one-line error."""
-    done = subprocess.run([str(BIN / "gateway"), *args], env=env, cwd=ROOT, capture_output=True,
+    done = subprocess.run([*GATEWAY, *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     if done.returncode != 0:
         raise BenchError(f"`gateway {' '.join(args)}` failed: {done.stderr.strip()}")
@@ -227,7 +229,7 @@ def prepare_gateway(ws: Workspace, sandbox_url: str, *, name: str = "gateway",
 def serve_gateway(ws: Workspace, gw: Gateway, *, workers: int, threads: int,
                   name: str = "gateway") -> Gateway:
     """`gateway serve --workers N --threads T` on its port; waits until a partner call works."""
-    ws.spawn(name, [str(BIN / "gateway"), "serve", "--host", HOST, "--port", str(gw.port),
+    ws.spawn(name, [*GATEWAY, "serve", "--host", HOST, "--port", str(gw.port),
                     "--workers", str(workers), "--threads", str(threads)], env=gw.env)
     gw.workers = workers
     ws.wait_http(name, gw.url + "/v1/templates", headers=gw.auth)

@@ -59,6 +59,15 @@ DEFAULTS: dict[str, t.Any] = {
     "ADMIN_LOGIN_RATE_LIMIT_IP": "20/minute;100/hour",
     "ADMIN_LOGIN_RATE_LIMIT_USER": "5/minute;30/hour",
     "ADMIN_LOGIN_RETRY_AFTER": 60,
+    # the audit sealer: a thread in serving processes (None = on unless TESTING; a lease
+    # keeps it to one across the fleet), how often it runs and how many rows per transaction
+    "AUDIT_SEALER": None,
+    "AUDIT_SEAL_INTERVAL": 1.0,
+    "AUDIT_SEAL_BATCH": 1000,
+    # bench mode: a folder for libpq protocol traces of every PostgreSQL connection ("" = off)
+    "DB_TRACE_DIR": "",
+    # failed requests of nobody known (no key, a bad key, no such route), per client address
+    "ANONYMOUS_RATE_LIMIT": "120/minute",
 }
 
 _ENV_SETTINGS = {
@@ -97,6 +106,7 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     from gateway import store
     from gateway import upstream
     from gateway.guards import ratelimit
+    from gateway.services import audit_seal
     from gateway.services import webhook_sender
     from gateway.store import vault
     from gateway.web import admin
@@ -127,4 +137,5 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     openapi.init_app(app)
     admin.init_app(app)
     webhook_sender.init_app(app)
+    audit_seal.init_app(app)
     return proxy.behind_proxy(app)

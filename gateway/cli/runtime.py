@@ -69,8 +69,9 @@ def _offer_admin() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=_PORT)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option("--threads", type=click.IntRange(1, 256),
+              help="Per worker; default 4 on SQLite, 8 on PostgreSQL (docs/production.md).")
+def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the gateway with gunicorn.
 
     One process per worker; several workers need Redis for the rate-limit counters.
@@ -81,6 +82,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     with common.gateway_app() as app:
         serving.preflight(app, workers=workers)
         serving.settle_public_url(app, host=host, port=port)
+        threads = threads or serving.default_threads(store.get_engine().dialect.name)
         # the workers build their own apps and pools after the fork; sockets opened here
         # for the preflight must not be inherited by them
         store.get_engine().dispose()

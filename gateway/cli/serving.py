@@ -73,6 +73,18 @@ def settle_public_url(app: Flask, *, host: str, port: int) -> str:
     return public
 
 
+#: threads per worker when `--threads` is not given. SQLite has one writer: a request's
+#: writes queue on an in-process lock (`store._SQLITE_WRITES`), so a few threads keep
+#: reads parallel without a long write queue. PostgreSQL writes do not serialise: more
+#: threads overlap the waits on DocuSign and the database.
+DEFAULT_THREADS = {"sqlite": 4, "postgresql": 8}
+
+
+def default_threads(backend: str) -> int:
+    """The thread count per worker for a database backend (`sqlite`, `postgresql`)."""
+    return DEFAULT_THREADS.get(backend, 8)
+
+
 def check_port_free(host: str, port: int) -> None:
     """Fail in one line when the address cannot be bound, before gunicorn tries (and retries).
 

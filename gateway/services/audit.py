@@ -1,135 +1,81 @@
 """The audit trail: one row per partner-facing request, allowed or not, and the request id.
 
-Operator endpoints (health, metrics, docs, keys) are not audited; everything under
-`/v1`, the webhooks, and every unknown path (a blocked attempt) is. A row never holds
-a key, a token or a signer's email: only who, what, which envelope, the outcome code
-and the latency.
+Operator endpoints (health, metrics, docs, keys, the console's pages, the browser's own
+favicon and robots.txt) are not audited, matched by exact path or at a `/` boundary;
+everything under `/v1`, the webhooks, and every request that matched no route is. A row
+never holds a key, a token or a signer's email: every field passes through the log
+redaction, and every path under `/v1/return/` is kept as `/v1/return/<token>`.
 
-The trail is tamper-evident: each row carries `prev_hash` (the previous row's hash) and
-`row_hash` = HMAC-SHA256(chain key, prev_hash + the row's fields). The chain key is a
-random secret kept vault-encrypted in the settings table, so rewriting a row (and every
-row after it) needs the master key, not just write access to the database. The chain
-head (last id and hash) is a settings row too; every append locks it first (an UPDATE,
-a row lock on PostgreSQL, the write lock on SQLite), so concurrent writers on every
-worker and instance append one after another, in three statements. `verify` walks the
-chain and names the first edited or missing record; deleting the newest rows shows as a
-head that points past the last row. (Rolling back the head row together with them can
-only be seen against a head exported earlier: `gateway audit --verify` prints it.)
+Failures of nobody known (no key, an invalid key, no such route) are not a row each: they
+are counted per client address, minute and code in `audit_anonymous`, so a flood adds to
+a counter (one row lock per address) instead of growing the trail.
+
+Writing a row is one plain INSERT (one round trip on the request's connection, before the
+answer leaves), with no lock shared between requests. The rows are chained into the
+tamper-evident hash chain afterwards by the fleet's one sealer (`audit_seal.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import secrets
 import time
 import typing as t
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import Response
-from flask import current_app
 from flask import request
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 
 from gateway import context
 from gateway import errors
 from gateway import store
+from gateway.observability.logging import redact
 
 log = logging.getLogger(__name__)
 
-NOT_AUDITED = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/.well-known/", "/docs",
-               "/admin", "/static/")
+#: operator endpoints that are not audited: exact paths ...
+NOT_AUDITED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/admin",
+                         "/favicon.ico", "/robots.txt"})
+#: ... and folders (a prefix only up to a `/`, so `/adminXYZ` or `/metricsfoo` are audited)
+NOT_AUDITED_UNDER = ("/.well-known/", "/admin/", "/static/", "/docs/")
+#: the answers of nobody known, counted in `audit_anonymous` rather than a row each
+ANONYMOUS_CODES = frozenset({"missing_api_key", "invalid_api_key", "not_found",
+                             "method_not_allowed", "rate_limited"})
+RELAY_PREFIX = "/v1/return/"
 
-
-CHAIN_KEY_SETTING = "audit_chain_key"
-CHAIN_HEAD_SETTING = "audit_chain_head"
-GENESIS_HASH = "0" * 64
-#: the hashed fields, in this order; `id` is not one (it is assigned by the database)
+#: the hashed fields, in this order (see `audit_seal.row_hash`)
 CHAIN_FIELDS = ("at", "request_id", "partner", "operation", "method", "path", "envelope_id",
                 "status", "code", "latency_ms", "detail")
 
-_settings = store.settings
-# prebuilt statements with bound parameters: built and cached once, not per request
-_LOCK_HEAD = (_settings.update().where(_settings.c.name == CHAIN_HEAD_SETTING)
-              .values(updated_at=sa.bindparam("locked_at")).returning(_settings.c.value))
-_SET_HEAD = (_settings.update().where(_settings.c.name == CHAIN_HEAD_SETTING)
-             .values(value=sa.bindparam("head")))
 _INSERT = store.audit_events.insert()
+_anon = store.audit_anonymous
 
 
-def row_hash(key: bytes, prev_hash: str, row: t.Mapping[str, t.Any]) -> str:
-    """HMAC of the previous hash and the row's fields, as JSON (floats round-trip exactly)."""
-    canonical = json.dumps([prev_hash, *(row[name] for name in CHAIN_FIELDS)],
-                           separators=(",", ":"), ensure_ascii=True)
-    return hmac.new(key, canonical.encode("ascii"), hashlib.sha256).hexdigest()
+def _anonymous_upsert(dialect: str) -> t.Any:
+    """INSERT ... ON CONFLICT DO UPDATE count + 1: one statement, locks one address's row."""
+    insert = postgresql.insert(_anon) if dialect == "postgresql" else sqlite.insert(_anon)
+    return insert.on_conflict_do_update(
+        index_elements=[_anon.c.address, _anon.c.minute, _anon.c.code],
+        set_={"count": _anon.c.count + insert.excluded.count,
+              "last_path": insert.excluded.last_path})
 
 
-def _fit(value: str | None, column: str) -> str | None:
-    """Cut a string to its column's length, so what is hashed is exactly what is stored."""
-    length = getattr(store.audit_events.c[column].type, "length", None)
-    return value[:length] if value is not None and length else value
+_UPSERTS = {name: _anonymous_upsert(name) for name in ("postgresql", "sqlite")}
 
 
-def _ensure_setting(name: str, value: t.Any, *, secret: bool) -> None:
-    """Create a setting unless it exists; the first of several concurrent creators wins.
-
-    An INSERT only, never an update: a second creator must not replace the key the first
-    one's rows are already hashed with.
-    """
-    from gateway.store.vault import get_vault
-
-    text = json.dumps(value)
-    if secret:
-        text = get_vault().encrypt(text.encode("utf-8"))
-    try:
-        with store.transaction() as conn:
-            conn.execute(store.settings.insert().values(
-                name=name, value=text, encrypted=secret, updated_at=time.time()))
-    except sa.exc.IntegrityError:
-        pass
+def _fit(value: str | None, column: str, table: sa.Table = store.audit_events) -> str | None:
+    """Redact, then cut to the column's length, so what is hashed is exactly what is stored."""
+    if value is None:
+        return None
+    value = redact(value)
+    length = getattr(table.c[column].type, "length", None)
+    return value[:length] if length else value
 
 
-def ensure_chain() -> None:
-    """The chain key and head, created on first use (or by `gateway init`)."""
-    _ensure_setting(CHAIN_KEY_SETTING, secrets.token_hex(32), secret=True)
-    with store.transaction() as read:
-        last = read.execute(sa.select(sa.func.max(store.audit_events.c.id))).scalar()
-    # rows written before the chain existed stay outside it; the head says where it starts
-    head = {"id": last, "hash": GENESIS_HASH, "start_after": last or 0}
-    _ensure_setting(CHAIN_HEAD_SETTING, head, secret=False)
-
-
-def _chain_key() -> bytes:
-    cached = current_app.extensions.get("audit_chain_key")
-    if cached is None:
-        with store.transaction() as conn:
-            value = store.get_setting(conn, CHAIN_KEY_SETTING)
-        if value is None:
-            ensure_chain()
-            return _chain_key()
-        cached = current_app.extensions["audit_chain_key"] = bytes.fromhex(value)
-    return cached
-
-
-def _append(row: dict[str, t.Any]) -> bool:
-    """Chain and insert one row; False when there is no chain head yet."""
-    key = _chain_key()
-    with store.transaction() as conn:
-        # the lock first: a write, so SQLite takes its write lock before reading anything
-        head = conn.execute(_LOCK_HEAD, {"locked_at": row["at"]}).first()
-        if head is None:
-            return False
-        state = json.loads(head.value)
-        digest = row_hash(key, state["hash"], row)
-        inserted = conn.execute(_INSERT, {**row, "prev_hash": state["hash"], "row_hash": digest}
-                                ).inserted_primary_key
-        assert inserted is not None
-        new_id = inserted[0]
-        state.update(id=new_id, hash=digest)
-        conn.execute(_SET_HEAD, {"head": json.dumps(state)})
-    return True
+def audit_path(path: str) -> str:
+    """The path as recorded: a relay path holds a bearer token, so only its route is kept."""
+    return RELAY_PREFIX + "<token>" if path.startswith(RELAY_PREFIX) else path
 
 
 def record(
@@ -145,99 +91,65 @@ def record(
     request_id: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """Append one audit row to the chain (its own short transaction)."""
+    """Insert one audit row, not yet sealed (a statement that is its own transaction)."""
     row = {
         "at": time.time(),
         "request_id": _fit(request_id, "request_id"),
         "partner": _fit(partner, "partner"),
         "operation": _fit(operation, "operation"),
         "method": _fit(method, "method"),
-        "path": _fit(path, "path"),
+        "path": _fit(audit_path(path) if path is not None else None, "path"),
         "envelope_id": _fit(envelope_id, "envelope_id"),
         "status": status,
         "code": _fit(code, "code"),
         "latency_ms": latency_ms,
-        "detail": detail,
+        "detail": _fit(detail, "detail"),
     }
-    if not _append(row):
-        ensure_chain()
-        _append(row)
+    with store.autocommit() as conn:
+        conn.execute(_INSERT, row)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What `verify` found: `problem` is None when the chain is intact."""
-
-    checked: int
-    head_id: int | None
-    head_hash: str
-    problem: str | None = None
-
-
-def verify(conn: sa.Connection) -> Verdict:
-    """Walk the chain oldest first; name the first edited or missing record."""
-    key_hex = store.get_setting(conn, CHAIN_KEY_SETTING)
-    head = store.get_setting(conn, CHAIN_HEAD_SETTING)
-    if key_hex is None or not isinstance(head, dict):
-        rows = conn.execute(sa.select(sa.func.count()).select_from(store.audit_events)).scalar()
-        if not rows:
-            return Verdict(0, None, GENESIS_HASH)  # nothing written yet, nothing to check
-        return Verdict(0, None, GENESIS_HASH, "the audit chain has not been started (no key or head)")
-    key = bytes.fromhex(key_hex)
-    ev = store.audit_events.c
-    cursor = conn.execution_options(yield_per=1000).execute(
-        sa.select(store.audit_events).where(ev.id > head.get("start_after", 0)).order_by(ev.id))
-    prev_hash, prev_id, checked = GENESIS_HASH, None, 0
-    try:
-        for row in cursor:
-            found = _check_link(key, row, prev_hash, prev_id)
-            if found is not None:
-                return Verdict(checked, head["id"], head["hash"], found)
-            prev_hash, prev_id, checked = row.row_hash, row.id, checked + 1
-    finally:
-        cursor.close()  # a server-side cursor on PostgreSQL: do not leave it to the GC
-    if (head["id"], head["hash"]) != (prev_id, prev_hash):
-        after = f"after record {prev_id}" if prev_id is not None else "from the start"
-        return Verdict(checked, head["id"], head["hash"],
-                       f"record(s) missing {after}: the chain head names record {head['id']}")
-    return Verdict(checked, head["id"], head["hash"])
+def count_anonymous(address: str, code: str, path: str, *, now: float | None = None) -> None:
+    """Add one to the address's counter for this minute and outcome."""
+    now = time.time() if now is None else now
+    values = {"address": _fit(address, "address", _anon) or "-", "minute": int(now // 60 * 60),
+              "code": _fit(code, "code", _anon), "count": 1,
+              "last_path": _fit(audit_path(path), "last_path", _anon)}
+    with store.autocommit() as conn:
+        conn.execute(_UPSERTS[conn.dialect.name], values)
 
 
-def _check_link(key: bytes, row: sa.Row[t.Any], prev_hash: str, prev_id: int | None) -> str | None:
-    fields = t.cast(t.Mapping[str, t.Any], row._mapping)
-    intact = row.row_hash is not None and hmac.compare_digest(
-        row_hash(key, row.prev_hash or "", fields), row.row_hash)
-    if row.prev_hash == prev_hash:
-        return None if intact else f"record {row.id} was edited"
-    if intact:
-        # the row is as written, but it was chained to a row that is no longer there
-        before = f"between record {prev_id} and" if prev_id is not None else "before"
-        return f"record(s) missing {before} record {row.id}"
-    return f"record {row.id} was edited"
+def audited(path: str) -> bool:
+    """False for the operator endpoints (exact paths, or under their folders)."""
+    return path not in NOT_AUDITED and not path.startswith(NOT_AUDITED_UNDER)
 
 
-def _audited(path: str) -> bool:
-    return not any(path == p or path.startswith(p) for p in NOT_AUDITED)
+def is_anonymous_failure(state: context.RequestState) -> bool:
+    """A failed request of nobody known: no route matched, or no valid key was shown."""
+    if state.partner is not None:
+        return False
+    return request.url_rule is None or state.error_code in ANONYMOUS_CODES
 
 
 def record_request(response: Response) -> Response:
-    """The audit row of the request being answered (operator endpoints are not audited)."""
-    if not _audited(request.path):
+    """The audit row (or the anonymous count) of the request being answered."""
+    if request.url_rule is not None and not audited(request.path):
         return response
     state = context.current()
-    latency_ms = (time.perf_counter() - state.started) * 1000
-    operation = state.operation or ("blocked" if request.url_rule is None else request.endpoint)
     try:
+        if is_anonymous_failure(state):
+            count_anonymous(request.remote_addr or "-", state.error_code or str(response.status_code),
+                            request.path)
+            return response
+        latency_ms = (time.perf_counter() - state.started) * 1000
         record(
-            operation=str(operation),
+            operation=str(state.operation or request.endpoint or "blocked"),
             partner=state.partner,
             envelope_id=state.envelope_id,
             status=response.status_code,
             code=state.error_code or ("ok" if response.status_code < 400 else None),
             method=request.method,
-            # the relay's path holds a bearer token: record the route, not the token
-            path=(request.url_rule.rule if request.url_rule is not None
-                  and request.endpoint == "return_relay.relay" else request.path),
+            path=request.path,
             latency_ms=round(latency_ms, 3),
             request_id=state.request_id,
             detail=state.audit_detail,
@@ -274,3 +186,11 @@ def query(
     elif status:
         q = q.where(ev.c.status == int(status))
     return [dict(r._mapping) for r in reversed(conn.execute(q).all())]
+
+
+def anonymous(conn: sa.Connection, *, since: float | None = None) -> list[dict[str, t.Any]]:
+    """The anonymous failure counts, oldest minute first."""
+    q = sa.select(_anon).order_by(_anon.c.minute, _anon.c.address, _anon.c.code)
+    if since is not None:
+        q = q.where(_anon.c.minute >= int(since // 60 * 60))
+    return [dict(r._mapping) for r in conn.execute(q).all()]

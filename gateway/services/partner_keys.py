@@ -24,7 +24,9 @@ import typing as t
 
 import sqlalchemy as sa
 from flask import current_app
+from flask import has_request_context
 
+from gateway import context
 from gateway import errors
 from gateway import store
 from gateway.context import Caller
@@ -130,6 +132,9 @@ def authenticate(conn: sa.Connection, presented: str | None, *, now: float | Non
     if not hmac.compare_digest(hash_key(conn, presented), expected) or row is None:
         raise errors.InvalidApiKey()
     now = time.time() if now is None else now
+    if has_request_context():
+        # refused below, but whose key it is is known: the audit row names the partner
+        context.current().partner = row.name
     if row.revoked_at is not None or row.partner_revoked_at is not None:
         raise errors.KeyRevoked()
     if row.expires_at is not None and row.expires_at <= now:

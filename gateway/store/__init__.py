@@ -1,5 +1,7 @@
 """The gateway's own database: SQLAlchemy Core tables, one engine per app, a connection per request.
 
+(Over 300 lines: the tables are one list that reads best in one place.)
+
 SQLite in the instance folder by default, PostgreSQL through `DATABASE_URL`, with the
 same code. The schema is versioned by a number in the `meta` table: `gateway init`
 creates what is missing and records the version; a database of another version is
@@ -13,17 +15,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import typing as t
 
 import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
+from flask import g
+from flask import has_request_context
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: what `gateway init` runs to bring an older database up to SCHEMA_VERSION (new tables
 #: are created by `create_all`); version -> statements taking it to version + 1
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE envelopes ADD COLUMN signer_status VARCHAR(32)",),
+    # the sealer chains rows in seal order; the rows of the old in-request chain were
+    # chained in id order, so their seal order is their id
+    2: ("ALTER TABLE audit_events ADD COLUMN seal_seq INTEGER",
+        "UPDATE audit_events SET seal_seq = id WHERE row_hash IS NOT NULL",
+        "CREATE INDEX ix_audit_events_seal_seq ON audit_events (seal_seq)"),
 }
 
 metadata = sa.MetaData()
@@ -122,8 +132,23 @@ audit_events = sa.Table(
     sa.Column("code", sa.String(64)),
     sa.Column("latency_ms", sa.Float),
     sa.Column("detail", sa.Text),
+    # NULL until the sealer chains the row (`services/audit.py`); then its place in the chain
+    sa.Column("seal_seq", sa.Integer, index=True),
     sa.Column("prev_hash", sa.String(64)),
     sa.Column("row_hash", sa.String(64)),
+)
+
+# Failed requests of nobody known (no key, a bad key, no such route), counted per client
+# address, minute and outcome: a flood adds to a counter instead of a row per request.
+audit_anonymous = sa.Table(
+    "audit_anonymous",
+    metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    # the minute, as epoch seconds divisible by 60
+    sa.Column("minute", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_path", sa.String(512)),
 )
 
 settings = sa.Table(
@@ -203,6 +228,7 @@ def database_url(app: Flask) -> str:
 
 
 def make_engine(url: str) -> sa.Engine:
+    """The app's engine: no pre-ping round trip per checkout (see `_on_dropped_connection`)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -213,25 +239,146 @@ def make_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    else:
+        # connections older than `pool_recycle` are replaced at checkout (servers and
+        # proxies drop idle ones); a connection dropped sooner fails one statement, and
+        # SQLAlchemy then invalidates the pool so the next checkout gets a fresh one
+        engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300)
+    sa.event.listen(engine, "before_cursor_execute", _begin_before_first_write)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "after_cursor_execute", _after_write)
+        sa.event.listen(engine, "handle_error", lambda _ctx: _after_write())
+    return engine
 
 
 def get_engine() -> sa.Engine:
     return current_app.extensions["store"]
 
 
+# --- one connection per request -------------------------------------------------------------
+#
+# Inside a request every `transaction()` block shares the request's one connection, kept in
+# autocommit mode: a read is one round trip, with no BEGIN and COMMIT around it (under READ
+# COMMITTED each statement saw its own snapshot anyway). A block that writes opens a real
+# transaction just before its first write and commits it when the block ends, so a
+# multi-statement write stays atomic and no lock is held past its block (never across a
+# DocuSign call). A status read is then: key lookup, envelope read, audit INSERT: three
+# round trips, one transaction (the INSERT's own).
+
+_READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "SHOW", "BEGIN", "COMMIT", "ROLLBACK")
+#: SQLite has one writer at a time; its busy handler makes waiting writers sleep and retry,
+#: which under threads becomes a convoy (p99 in the hundreds of ms). A request's writes take
+#: this lock first, so the threads of a process queue here and hand over at once.
+_SQLITE_WRITES = threading.RLock()
+
+
+def _begin_before_first_write(conn: sa.Connection, cursor: t.Any, statement: str, *_: t.Any) -> None:
+    """Start the block's transaction before its first write (request connections only)."""
+    info = conn.info
+    if not has_request_context() or g.get("_store_conn") is not conn \
+            or statement.lstrip().upper().startswith(_READ_PREFIXES):
+        return
+    if conn.dialect.name == "sqlite" and not g.get("_store_write_locked"):
+        _SQLITE_WRITES.acquire()
+        g._store_write_locked = True
+        # a single autocommitted statement releases it as soon as it ran
+        g._store_write_release_after = not info.get("block")
+    if info.get("block") and not info.get("began"):
+        cursor.execute("BEGIN")
+        info["began"] = True
+
+
+def _after_write(*_: t.Any) -> None:
+    if has_request_context() and g.pop("_store_write_release_after", False):
+        _release_write_lock()
+
+
+def _release_write_lock() -> None:
+    if g.pop("_store_write_locked", False):
+        _SQLITE_WRITES.release()
+
+
+def _request_connection() -> sa.Connection | None:
+    """The request's connection (opened on first use), None outside a request."""
+    if not has_request_context():
+        return None
+    conn: sa.Connection | None = g.get("_store_conn")
+    if conn is None:
+        conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+        g._store_conn = conn
+    return conn
+
+
+def _end_block(conn: sa.Connection, ok: bool) -> None:
+    began = conn.info.pop("began", False)
+    conn.info["block"] = False
+    try:
+        if began:
+            conn.exec_driver_sql("COMMIT" if ok else "ROLLBACK")
+    finally:
+        _release_write_lock()
+
+
 @contextlib.contextmanager
 def transaction() -> t.Iterator[sa.Connection]:
     """A connection inside one transaction: committed on success, rolled back on error.
 
-    Every unit of work (a request's key check, an audit row, a CLI command) takes its
-    own short transaction from the pool, so no request holds a lock while it waits on
-    DocuSign.
+    Outside a request (the CLI, background threads) a pooled connection in its own
+    transaction. Inside one, the request's connection; the transaction starts at the
+    block's first write. Blocks nest: an inner block is part of the outer one.
     """
-    with get_engine().begin() as conn:
+    conn = _request_connection()
+    if conn is None:
+        with get_engine().begin() as own:
+            yield own
+        return
+    if conn.info.get("block"):
         yield conn
+        return
+    conn.info["block"] = True
+    try:
+        yield conn
+    except BaseException:
+        if not conn.invalidated:
+            _end_block(conn, ok=False)
+        else:  # dropped (its info went with it): the next block checks out a fresh one
+            g.pop("_store_conn", None)
+            _release_write_lock()
+            conn.close()
+        raise
+    _end_block(conn, ok=True)
+
+
+@contextlib.contextmanager
+def autocommit() -> t.Iterator[sa.Connection]:
+    """A connection for one statement that is its own transaction (the audit INSERT).
+
+    Inside a request, the request's connection as it is: one round trip, no BEGIN or
+    COMMIT. Outside, a short transaction of its own.
+    """
+    conn = _request_connection()
+    if conn is None or conn.info.get("block"):
+        with transaction() as own:
+            yield own
+        return
+    try:
+        yield conn
+    finally:
+        if conn.invalidated:
+            g.pop("_store_conn", None)
+
+
+def _close_request_connection(_exc: BaseException | None) -> None:
+    conn = g.pop("_store_conn", None)
+    if conn is None:
+        _release_write_lock()
+        return
+    if not conn.invalidated:
+        if conn.info.get("began"):  # a block left open by an exception mid-teardown
+            _end_block(conn, ok=False)
+        conn.info.pop("block", None)
+    _release_write_lock()
+    conn.close()
 
 
 def init_db(engine: sa.Engine) -> bool:
@@ -302,6 +449,35 @@ def get_setting(conn: sa.Connection, name: str) -> t.Any:
     return json.loads(text)
 
 
+def trace_round_trips(engine: sa.Engine, folder: str) -> None:
+    """Bench mode (`DB_TRACE_DIR`): libpq's protocol trace of every new PostgreSQL connection,
+    one file per connection in `folder`; each `ReadyForQuery` the server sends ends one round
+    trip. Slow: for counting, never for timing."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _trace(dbapi_conn: t.Any, _record: t.Any) -> None:
+        from psycopg import pq
+
+        sink = open(os.path.join(folder, f"pg-{os.getpid()}-{id(dbapi_conn)}.trace"), "w")  # noqa: SIM115
+        dbapi_conn.pgconn.trace(sink.fileno())
+        dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        sink_of[id(dbapi_conn)] = sink  # kept open as long as the connection
+
+    sink_of: dict[int, t.IO[str]] = {}
+
+    @sa.event.listens_for(engine, "close")
+    def _untrace(dbapi_conn: t.Any, _record: t.Any) -> None:
+        sink = sink_of.pop(id(dbapi_conn), None)
+        if sink is not None:
+            dbapi_conn.pgconn.untrace()
+            sink.close()
+
+
 def init_app(app: Flask) -> None:
-    """One engine per app, disposed of with the process."""
-    app.extensions["store"] = make_engine(database_url(app))
+    """One engine per app, disposed of with the process; a request's connection ends with it."""
+    engine = app.extensions["store"] = make_engine(database_url(app))
+    if app.config.get("DB_TRACE_DIR"):
+        trace_round_trips(engine, app.config["DB_TRACE_DIR"])
+    app.teardown_request(_close_request_connection)

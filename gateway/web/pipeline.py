@@ -3,11 +3,17 @@
 Before the view: stamp the request id and the start time (`context.current()`).
 After the view, in this order:
 
-1. headers: `X-Request-ID`; `Retry-After` only where it belongs (the rate limiter's own
-   refusal, or the Retry-After the error was raised with);
-2. metrics (`observability.metrics.observe`);
-3. the access log line (`observability.logging.access_log`);
-4. the audit row (`services.audit.record_request`).
+1. the anonymous limit: a failure of nobody known (no key, a bad key, no such route)
+   counts against its client address, and becomes a 429 over the limit
+   (`guards.ratelimit.anonymous_gate`);
+2. headers: `X-Request-ID`; the partner's RateLimit headers from its own hit;
+   `Retry-After` only where it belongs (the rate limiter's own refusal, or the
+   Retry-After the error was raised with);
+3. metrics (`observability.metrics.observe`);
+4. the access log line (`observability.logging.access_log`);
+5. the audit row, or the anonymous count (`services.audit.record_request`).
+
+The browser's own `/favicon.ico` and `/robots.txt` are answered here too, unaudited.
 
 flask-limiter injects its RateLimit headers in an after-request hook of its own; this
 pipeline is registered before the limiter (`init_app` refuses otherwise), and Flask runs
@@ -25,6 +31,7 @@ from flask import request
 
 from gateway import context
 from gateway import errors
+from gateway.guards import ratelimit
 from gateway.observability import metrics
 from gateway.observability.logging import access_log
 from gateway.services import audit
@@ -60,10 +67,25 @@ def set_headers(response: Response) -> Response:
 
 def finish(response: Response) -> Response:
     """The after-request steps, in their order."""
+    response = ratelimit.anonymous_gate(response)
     response = set_headers(response)
+    response = ratelimit.rate_limit_headers(response)
     response = metrics.observe(response)
     response = access_log(response)
     return audit.record_request(response)
+
+
+ROBOTS_TXT = "User-agent: *\nDisallow: /\n"
+
+
+def favicon() -> Response:
+    """No icon: 204, so browsers stop asking, and no audit row (an operator path)."""
+    return Response(status=204)
+
+
+def robots() -> Response:
+    """Nothing here is for crawlers."""
+    return Response(ROBOTS_TXT, mimetype="text/plain")
 
 
 def init_app(app: Flask) -> None:
@@ -72,3 +94,5 @@ def init_app(app: Flask) -> None:
         raise RuntimeError("register the request pipeline before the rate limiter")
     app.before_request(start)
     app.after_request(finish)
+    app.add_url_rule("/favicon.ico", "favicon", favicon, methods=["GET"])
+    app.add_url_rule("/robots.txt", "robots", robots, methods=["GET"])

@@ -36,7 +36,9 @@ PG_HOST = "127.0.0.1:5432"
 PG_DATABASE = "test"
 PG_USERS = ("postgres", "root")
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a dedicated database; keys are prefixed per test
-GATEWAY = str(Path(sys.executable).parent / "gateway")
+#: `gateway` of this checkout (the venv's console script may belong to another one)
+GATEWAY = [sys.executable, "-c", "from gateway.cli import main; main()"]
+ROOT = str(Path(__file__).resolve().parents[2])
 BOOT_TIMEOUT = 30.0
 
 
@@ -173,8 +175,8 @@ class Fleet:
 
     def gateway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """One owner's command, as a separate process."""
-        done = subprocess.run([GATEWAY, *args], env=self.env(), capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run([*GATEWAY, *args], env=self.env(), capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
         if check and done.returncode != 0:
             raise AssertionError(f"gateway {' '.join(args)} failed: {done.stderr[-2000:]}")
         return done
@@ -195,7 +197,7 @@ class Fleet:
         commands = [["init"], ["docusign", "configure", "--sandbox", self.sandbox_url]]
         commands += [["partners", "add", name] for name in self.partners]
         done = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], env=self.env(),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]
         outputs = json.loads(done.stdout.strip().splitlines()[-1])
         for name, out in zip(self.partners, outputs[2:], strict=True):
@@ -212,9 +214,9 @@ class Fleet:
             env = self.env() | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
             with open(log, "wb") as sink:
                 process = subprocess.Popen(
-                    [GATEWAY, "serve", "--port", str(port), "--workers", str(workers),
+                    [*GATEWAY, "serve", "--port", str(port), "--workers", str(workers),
                      "--threads", "16"],
-                    env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                    env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
             self.instances.append(Instance(port, process, log))
         for instance in self.instances:
             self._wait_ready(instance, workers)

@@ -290,8 +290,11 @@ def _cli(owner: CliRunner, *args: str) -> t.Any:
     return owner.invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_audit_verify_from_the_command_line(owner: CliRunner, tmp_path: Path) -> None:
+def test_audit_verify_from_the_command_line(owner: CliRunner, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway import create_app
+
+    monkeypatch.setenv("GATEWAY_AUDIT_SEALER", "false")  # `--verify` seals, not a thread
 
     assert _cli(owner, "init").exit_code == 0
     fresh = _cli(owner, "audit", "--verify")
@@ -300,20 +303,22 @@ def test_audit_verify_from_the_command_line(owner: CliRunner, tmp_path: Path) ->
     client = create_app().test_client()
     for _ in range(4):
         client.get("/v1/templates", headers={"Authorization": f"Bearer {key}"})
-    client.get("/v1/nowhere")
+    client.get("/v1/nowhere", headers={"Authorization": f"Bearer {key}"})  # counted, not a row
     ok = _cli(owner, "audit", "--verify")
-    assert ok.exit_code == 0 and ok.output.startswith("ok: 5 record(s) chained; head record 5 ")
+    assert ok.exit_code == 0 and ok.output.startswith(
+        "ok: 4 record(s) sealed and chained (4 sealed now), 0 not yet sealed; head record 4 ")
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'instance' / 'gateway.db'}")
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE audit_events SET partner = 'mallory' WHERE id = 2"))
     broken = _cli(owner, "audit", "--verify")
     assert broken.exit_code == 1
-    assert broken.output.strip() == "error: audit chain broken: record 2 was edited"
+    assert broken.output.strip() == "error: audit chain broken: sealed record 2 (id 2) was edited"
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE audit_events SET partner = 'example' WHERE id = 2"))
         conn.execute(sa.text("DELETE FROM audit_events WHERE id = 3"))
     engine.dispose()
     gone = _cli(owner, "audit", "--verify")
     assert gone.output.strip() == (
-        "error: audit chain broken: record(s) missing between record 2 and record 4")
+        "error: audit chain broken: record(s) missing between sealed record 2 and sealed "
+        "record 4 (id 4)")

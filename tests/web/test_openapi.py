@@ -13,7 +13,7 @@ from gateway.web import openapi
 from gateway.web import schemas
 
 #: routes that are not part of the documented API: the console is HTML forms, the rest assets
-UNDOCUMENTED = re.compile(r"^/(admin|docs|static)(/|$)")
+UNDOCUMENTED = re.compile(r"^/(admin|docs|static)(/|$)|^/(favicon\.ico|robots\.txt)$")
 
 
 @pytest.fixture

@@ -1,0 +1,334 @@
+"""Fleet benchmark: status reads on PostgreSQL + Redis, 1x1 and 2x2, against the floors.
+
+In one run, each figure a ratio to the others measured beside it:
+
+- the bare Flask route (same gunicorn settings), the emulator read direct, and nginx in front
+  of the emulator (key map + `limit_req`, bench/nginx.conf.template): the floors;
+- the gateway's status read (served from its own record) with one instance of one worker,
+  then two instances of two workers, on one PostgreSQL database and one Redis, several
+  partners; req/s and p99 at 16 connections, p50 at 1;
+- while loaded: lock waits (samples of `pg_stat_activity` backends of this run waiting on
+  a lock) and the gateway processes' CPU per request (from /proc);
+- counted apart, in this process: PostgreSQL round trips per status read (libpq's protocol
+  trace, `DB_TRACE_DIR`) and Redis round trips per partner request;
+- the audit rows still unsealed at the end, and the sealer's rate.
+
+`.venv/bin/python -m bench.fleet [--seconds 5] [--partners 4]`. Needs PostgreSQL on
+127.0.0.1 (db `test`, user postgres), `redis-server`, `nginx` and `wrk` (apt-get install
+redis-server nginx-light wrk); it makes a schema of its own and drops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import requests
+
+from bench import load
+from bench.direct import DirectDocuSign
+from bench.harness import HOST
+from bench.harness import POLICY
+from bench.harness import ROOT
+from bench.harness import BenchError
+from bench.harness import Gateway
+from bench.harness import Workspace
+from bench.harness import app_for
+from bench.harness import free_port
+from bench.harness import gateway_cli
+from bench.harness import gateway_env
+from bench.harness import machine
+from bench.harness import serve_bare
+from bench.harness import start_emulator
+from bench.harness import start_redis
+from bench.harness import worker_pids
+from bench.harness import workspace
+
+PG = "postgresql://postgres@127.0.0.1/test"
+CREATE = {"template": "membership", "signer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+          "fields": {"member_number": "12345", "plan": "plus"}, "reference": "fleet"}
+
+
+@contextlib.contextmanager
+def pg_schema(app_name: str, sync_commit: str) -> t.Iterator[str]:
+    """A schema of this run's own in `test`; the URL tags connections with `app_name`."""
+    schema = "bench_" + secrets.token_hex(4)
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield (f"postgresql://postgres@127.0.0.1/test?application_name={app_name}"
+               f"&options=-csearch_path%3D{schema}%20-csynchronous_commit%3D{sync_commit}")
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def start_nginx(ws: Workspace, upstream: str, keys: dict[str, str], token: str,
+                account_path: str) -> str:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise BenchError("nginx is not installed (apt-get install -y nginx-light)")
+    prefix = ws.root / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    key_map = "\n".join(f'        "Bearer {key}" {name};' for name, key in keys.items())
+    conf = (ROOT / "bench" / "nginx.conf.template").read_text().format(
+        prefix=prefix, key_map=key_map, upstream=upstream.split("://", 1)[1], port=port,
+        token=token, account_path=account_path)
+    (prefix / "nginx.conf").write_text(conf)
+    proc = ws.spawn("nginx", [binary, "-c", str(prefix / "nginx.conf"), "-p", str(prefix),
+                              "-g", "daemon off;"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return f"http://{HOST}:{port}"
+        time.sleep(0.05)
+    raise BenchError(f"nginx did not come up: {(ws.root / 'nginx.log').read_text()[-1000:]}")
+
+
+@dataclass
+class Figures:
+    """One target's load figures."""
+
+    name: str
+    p50_ms: float = 0.0
+    rps: float = 0.0
+    p99_ms: float = 0.0
+    cpu_ms: float | None = None
+    lock_samples: str = ""
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class LockSampler:
+    """Counts samples in which a backend of this run waits on a lock."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name, self.samples, self.waiting = app_name, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            while not self._stop.is_set():
+                n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                 "'Lock' AND application_name = %s", (self.app_name,)).fetchone()
+                self.samples += 1
+                self.waiting += bool(n and n[0])
+                self._stop.wait(0.02)
+
+    def __enter__(self) -> LockSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: t.Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(name: str, urls: list[str], reqs: list[load.Req], seconds: int,
+            pids: list[int] | None = None, sampler_name: str | None = None) -> Figures:
+    """p50 at 1 connection; then 16 connections spread over `urls` (req/s, p99, CPU, locks)."""
+    one = load.run(urls[0], reqs, connections=1, duration=max(2, seconds // 2))
+    per = 16 // len(urls)
+    cpu0 = _cpu_seconds(pids) if pids else 0.0
+    sampler = LockSampler(sampler_name) if sampler_name else contextlib.nullcontext()
+    with sampler, ThreadPoolExecutor(len(urls)) as pool:
+        runs = list(pool.map(lambda u: load.run(u, reqs, connections=per, duration=seconds), urls))
+    total = sum(r.requests for r in runs)
+    figures = Figures(name, one.p50_ms, sum(r.rps for r in runs), max(r.p99_ms for r in runs))
+    if pids:
+        figures.cpu_ms = (_cpu_seconds(pids) - cpu0) * 1000 / max(total, 1)
+    if isinstance(sampler, LockSampler):
+        figures.lock_samples = f"{sampler.waiting}/{sampler.samples}"
+    if any(r.errors for r in runs):
+        raise BenchError(f"{name}: {sum(r.errors for r in runs)} errors under load")
+    return figures
+
+
+def round_trips(gw_env: dict[str, str], reqs: list[load.Req], trace_dir: Path) -> tuple[float, float]:
+    """PostgreSQL and Redis round trips per status read, counted in this process."""
+    import redis
+
+    gw = Gateway(home=Path(), env=gw_env | {"GATEWAY_DB_TRACE_DIR": str(trace_dir),
+                                            "GATEWAY_AUDIT_SEALER": "false"}, key="", port=0)
+    client = app_for(gw).test_client()
+    for req in reqs:  # warm: caches, the policy, the script's SHA
+        client.get(req.path, headers=req.headers)
+    sent: list[int] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: t.Any, command: t.Any, check_health: bool = True) -> None:
+        sent.append(1)
+        send(self, command, check_health)
+
+    def ready() -> int:
+        return sum(line.startswith("B\t") and "\tReadyForQuery" in line
+                   for f in trace_dir.glob("*.trace") for line in f.read_text().splitlines())
+
+    before, n = ready(), 50 * len(reqs)
+    redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        for i in range(n):
+            req = reqs[i % len(reqs)]
+            if client.get(req.path, headers=req.headers).status_code != 200:
+                raise BenchError("status read failed while counting round trips")
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+    return (ready() - before) / n, len(sent) / n
+
+
+def seal_rate_of(gw_env: dict[str, str], reqs: list[load.Req]) -> tuple[int, float]:
+    """Rows per second one sealer chains: 2,000 fresh status-read rows, sealed in this process."""
+    from gateway.services import audit_seal
+
+    gw = Gateway(home=Path(), env=gw_env | {"GATEWAY_AUDIT_SEALER": "false"}, key="", port=0)
+    app = app_for(gw)
+    client = app.test_client()
+    with app.app_context():
+        audit_seal.seal_all()
+    for i in range(2000):
+        client.get(reqs[i % len(reqs)].path, headers=reqs[i % len(reqs)].headers)
+    started = time.perf_counter()
+    with app.app_context():
+        sealed = audit_seal.seal_all()
+    return sealed, sealed / (time.perf_counter() - started)
+
+
+def serve(ws: Workspace, env: dict[str, str], name: str, workers: int) -> tuple[str, int]:
+    from bench.harness import GATEWAY
+
+    port = free_port()
+    proc = ws.spawn(name, [*GATEWAY, "serve", "--host", HOST, "--port", str(port),
+                           "--workers", str(workers)], env=env)
+    ws.wait_http(name, f"http://{HOST}:{port}/healthz")
+    deadline = time.monotonic() + 30
+    while len(worker_pids(proc.pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return f"http://{HOST}:{port}", proc.pid
+
+
+def stop(ws: Workspace, name: str) -> None:
+    proc = ws.procs.pop(name)
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def run(args: argparse.Namespace) -> str:
+    tag = "pgw-bench-" + secrets.token_hex(3)
+    with workspace() as ws, pg_schema(tag, args.sync_commit) as db_url:
+        sandbox = start_emulator(ws, unlimited=True)
+        redis_uri = start_redis(ws)
+        home = ws.root / "gw"
+        (home / "policies").mkdir(parents=True)
+        names = [f"p{i}" for i in range(args.partners)]
+        for name in names:
+            (home / "policies" / f"{name}.toml").write_text(
+                POLICY.format(rate_limit="100000/minute").replace('"bench"', f'"{name}"', 1))
+        env = gateway_env(home, redis_uri=redis_uri) | {"DATABASE_URL": db_url,
+                                                        "GATEWAY_ACCOUNT_HOURLY_LIMIT": "1000000000"}
+        gateway_cli(env, "init")
+        gateway_cli(env, "docusign", "configure", "--sandbox", sandbox)
+        keys = {n: gateway_cli(env, "partners", "add", n).strip().splitlines()[-1] for n in names}
+        url, pid = serve(ws, env, "gw1x1", 1)
+        reqs = []
+        for name in names:
+            auth = {"Authorization": f"Bearer {keys[name]}"}
+            resp = requests.post(url + "/v1/envelopes", json=CREATE, headers=auth, timeout=30)
+            if resp.status_code != 201:
+                raise BenchError(f"create failed: {resp.status_code} {resp.text[:200]}")
+            reqs.append(load.Req("GET", f"/v1/envelopes/{resp.json()['envelope_id']}", auth))
+        direct = DirectDocuSign(sandbox)
+        token = direct.token()
+        direct_reqs = [load.Req("GET", f"{direct.account_path}/envelopes/{r.path.rsplit('/', 1)[1]}",
+                                {"Authorization": f"Bearer {token}"}) for r in reqs]
+        nginx = start_nginx(ws, sandbox, keys, token, direct.account_path)
+        bare = serve_bare(ws, workers=1, threads=8)
+        bare_reqs = [load.Req("GET", r.path) for r in reqs]
+        s = args.seconds
+        rows = [measure("bare Flask route (1x8)", [bare], bare_reqs, s),
+                measure("emulator read, direct", [sandbox], direct_reqs, s),
+                measure("nginx + key map + limit_req -> emulator", [nginx], reqs, s),
+                measure("gateway status read, PostgreSQL 1x1", [url], reqs, s,
+                        [pid, *worker_pids(pid)], tag)]
+        stop(ws, "gw1x1")
+        fleet = [serve(ws, env, f"gw2x2-{i}", 2) for i in range(2)]
+        pids = [p for _, master in fleet for p in (master, *worker_pids(master))]
+        rows.append(measure("gateway status read, PostgreSQL 2x2", [u for u, _ in fleet], reqs, s,
+                            pids, tag))
+        verify = gateway_cli(env, "audit", "--verify", "--no-seal").strip()
+        for i in range(2):
+            stop(ws, f"gw2x2-{i}")
+        trace = ws.root / "traces"
+        trace.mkdir()
+        db_trips, redis_trips = round_trips(env, reqs, trace)
+        sealed, seal_rate = seal_rate_of(env, reqs)
+    return report(rows, db_trips, redis_trips, verify, sealed, seal_rate, args)
+
+
+def report(rows: list[Figures], db_trips: float, redis_trips: float, verify: str, sealed: int,
+           seal_rate: float, args: argparse.Namespace) -> str:
+    bare, _direct, nginx, one, two = rows
+    lines = [f"## Fleet benchmark ({args.partners} partners, {args.seconds} s per load, "
+             f"{machine()['cpus']} CPUs, {machine()['cpu']}, synchronous_commit="
+             f"{args.sync_commit}, load average {os.getloadavg()[0]:.1f})", "",
+             f"Machine speed: the bare route's p50 at 1 connection is {bare.p50_ms:.2f} ms.", "",
+             "| target | p50 @1 (ms) | req/s @16 | p99 @16 (ms) | CPU ms/req | lock-wait samples |",
+             "|---|---|---|---|---|---|"]
+    for f in rows:
+        cpu = f"{f.cpu_ms:.2f}" if f.cpu_ms is not None else ""
+        lines.append(f"| {f.name} | {f.p50_ms:.2f} | {f.rps:.0f} | {f.p99_ms:.1f} | {cpu} | "
+                     f"{f.lock_samples} |")
+    checks = [
+        ("status read req/s / bare route's >= 0.5", one.rps / bare.rps, one.rps / bare.rps >= 0.5),
+        ("status read req/s / nginx's >= 0.8", one.rps / nginx.rps, one.rps / nginx.rps >= 0.8),
+        ("status read p50 / bare p50 <= 2", one.p50_ms / bare.p50_ms, one.p50_ms <= 2 * bare.p50_ms),
+        ("status read p99@16 / own p50 <= 5", one.p99_ms / one.p50_ms, one.p99_ms <= 5 * one.p50_ms),
+        ("PostgreSQL round trips per status read <= 4", db_trips, db_trips <= 4),
+        ("Redis round trips per partner request <= 1", redis_trips, redis_trips <= 1),
+        ("2x2 req/s / 1x1 req/s >= 1.5", two.rps / one.rps, two.rps / one.rps >= 1.5),
+    ]
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |" for name, value, ok in checks]
+    # no row is shared by two status reads: the database, not one row lock, bounds the fleet
+    ceiling = 1000 / (db_trips * 0.5)
+    lines += ["", f"Fleet ceiling with a 0.5 ms database: {db_trips:.1f} statements per read "
+              f"= {db_trips * 0.5:.1f} ms of database time and no row shared between reads, so "
+              f"about {ceiling:.0f} req/s per database core (the old chain head, a row every "
+              "read locked for 4 statements, capped the whole fleet at 500 req/s).",
+              f"Audit after the 2x2 load: {verify}", f"Sealer: {sealed} rows sealed at "
+              f"{seal_rate:.0f} rows/s (one sealer, in-process).",
+              f"One round, load client: {load.client_name()}."]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench.fleet", description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=int, default=5, help="seconds of load per target at 16 conns")
+    p.add_argument("--partners", type=int, default=4)
+    p.add_argument("--sync-commit", choices=("on", "off"), default="on",
+                   help="PostgreSQL synchronous_commit for the gateway's connections "
+                        "(docs/production.md: what `off` risks)")
+    return p
+
+
+if __name__ == "__main__":
+    print(run(parser().parse_args()))
