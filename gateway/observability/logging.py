@@ -38,7 +38,9 @@ _LOCAL_CHAR = r"[\w!#$%'*+^`{|}~.\-\u0080-\U0010ffff]"
 _DOMAIN_LABEL = r"[\w\-\u0080-\U0010ffff]{1,63}"
 _EMAIL_RE = re.compile(
     r"(\\?\"|" + _LOCAL_CHAR + r")"
-    r"(?:(?<=\")(?:[^\"\\\r\n]|\\[^\r\n]){0,255}?\\?\"|(?<!\")" + _LOCAL_CHAR + r"{0,255})"
+    # a quoted local part holds at least one character: `""` would let a string's own
+    # delimiter and an escaped quote pass for one, and leave the real local part showing
+    r"(?:(?<=\")(?:[^\"\\\r\n]|\\[^\r\n]){1,255}?\\?\"|(?<!\")" + _LOCAL_CHAR + r"{0,255})"
     r"(@|%40)"
     r"(\[[^\]\s]{1,64}\]|" + _DOMAIN_LABEL + r"(?:\." + _DOMAIN_LABEL + r"){0,126})"
 )

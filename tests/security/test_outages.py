@@ -186,9 +186,9 @@ def test_redis_down_after_the_view_keeps_the_answer(
     monkeypatch.setattr(partner_views.status_reads, "refresh", refresh_then_outage)
     caplog.clear()
     resp = partner.status(env_id)
-    # the answer was decided before the outage: it goes out, without RateLimit headers
+    # the answer was decided before the outage: it goes out, with the RateLimit headers
+    # of the partner limit's own hit (no second read of the storage after the view)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json()["envelope_id"] == env_id
-    assert "X-RateLimit-Limit" not in resp.headers
-    lines = no_tracebacks(caplog)
-    assert any("rate-limit storage unreachable" in line for line in lines), lines
+    assert int(resp.headers["X-RateLimit-Remaining"]) < int(resp.headers["X-RateLimit-Limit"])
+    no_tracebacks(caplog)
