@@ -69,7 +69,7 @@ def gateway_app(*, ready: bool = True) -> t.Iterator[Flask]:
     try:
         app = create_app()
         # a command's output is for a person: warnings only, as plain (still redacted) text
-        configure_logging(app, level=app.config.get("CLI_LOG_LEVEL", "WARNING"), fmt="text")
+        configure_logging(app, level=app.config["CLI_LOG_LEVEL"], fmt="text")
         with app.app_context():
             if ready:
                 require_ready()

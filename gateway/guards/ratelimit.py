@@ -203,9 +203,7 @@ def _guard_header_hook(app: Flask) -> None:
 
 def init_app(app: Flask) -> None:
     """The limiter, the partner GCRA and the account budget (`app.extensions`)."""
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    # storage failures surface as limits' StorageError, answered 503 below: fail closed
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"wrap_exceptions": True})
+    # RATELIMIT_STORAGE_OPTIONS wraps storage failures in StorageError, answered 503: fail closed
     app.register_error_handler(StorageError, _storage_down)
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI") or "memory://"
     limiter.init_app(app)

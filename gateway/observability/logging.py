@@ -163,11 +163,11 @@ def configure_logging(app: Flask, *, level: str | None = None, fmt: str | None =
             handler = LogHandler()
             handler.addFilter(RedactingFilter())
             logging.getLogger().addHandler(handler)
-    if (fmt or app.config.get("LOG_FORMAT", "json")) == "json":
+    if (fmt or app.config["LOG_FORMAT"]) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().setLevel(str(level or app.config.get("LOG_LEVEL", "INFO")).upper())
+    logging.getLogger().setLevel(str(level or app.config["LOG_LEVEL"]).upper())
     return handler
 
 

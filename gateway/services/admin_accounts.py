@@ -58,7 +58,7 @@ def check_password(password: str) -> str:
 
 
 def _hash(password: str) -> str:
-    method = current_app.config.get("ADMIN_PASSWORD_METHOD", PASSWORD_METHOD)
+    method = current_app.config["ADMIN_PASSWORD_METHOD"]
     if method != PASSWORD_METHOD and not str(method).startswith(PASSWORD_METHOD + ":"):
         raise AdminProblem("ADMIN_PASSWORD_METHOD must be scrypt or scrypt:N:r:p")
     return generate_password_hash(password, method=method)

@@ -32,14 +32,12 @@ from gateway.policy import get_policies
 from gateway.services import webhook_destinations
 from gateway.services import webhook_outbox
 from gateway.services import webhook_secrets
+from gateway.settings import DEFAULTS
 from gateway.store import leases
 
 log = logging.getLogger(__name__)
 
 LEASE_SETTING = "webhook_sender_lease"
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200)
-DEFAULT_WINDOW = 24 * 3600
 USER_AGENT = "docusign-partner-gateway-webhooks/1"
 
 #: this process's lease owner id
@@ -50,18 +48,18 @@ OWNER = uuid.uuid4().hex
 
 
 def _timeout() -> float:
-    return float(current_app.config.get("WEBHOOK_TIMEOUT", DEFAULT_TIMEOUT))
+    return float(current_app.config["WEBHOOK_TIMEOUT"])
 
 
 def _schedule() -> tuple[float, ...]:
-    value = current_app.config.get("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE)
+    value = current_app.config["WEBHOOK_RETRY_SCHEDULE"]
     if isinstance(value, str):  # from the environment: "5,30,120"
         value = [v for v in value.replace(" ", "").split(",") if v]
-    return tuple(float(v) for v in value) or DEFAULT_SCHEDULE
+    return tuple(float(v) for v in value) or tuple(DEFAULTS["WEBHOOK_RETRY_SCHEDULE"])
 
 
 def _window() -> float:
-    return float(current_app.config.get("WEBHOOK_RETRY_WINDOW", DEFAULT_WINDOW))
+    return float(current_app.config["WEBHOOK_RETRY_WINDOW"])
 
 
 def retry_delay(attempts: int, schedule: t.Sequence[float]) -> float:
@@ -255,7 +253,7 @@ def start_sender(app: Flask) -> threading.Thread:
             return found[1]
         stop = threading.Event()
         thread = threading.Thread(target=run_forever, args=(app, stop),
-                                  kwargs={"interval": float(app.config.get("WEBHOOK_INTERVAL", 1.0))},
+                                  kwargs={"interval": float(app.config["WEBHOOK_INTERVAL"])},
                                   name="webhook-sender", daemon=True)
         _started[id(app)] = (os.getpid(), thread, stop)
         app.extensions["webhook_sender_stop"] = stop

@@ -76,10 +76,10 @@ class DocuSignClient:
         transport = self.transport
         transport.connect_timeout = float(cfg.get("DOCUSIGN_CONNECT_TIMEOUT",
                                                   transport.connect_timeout))
-        transport.read_timeout = float(cfg.get("DOCUSIGN_READ_TIMEOUT", transport.read_timeout))
-        self.total_budget = float(cfg.get("DOCUSIGN_TOTAL_BUDGET", self.total_budget))
-        self.refresh_margin = float(cfg.get("DOCUSIGN_TOKEN_REFRESH_MARGIN", self.refresh_margin))
-        self.settings_recheck = float(cfg.get("DOCUSIGN_SETTINGS_RECHECK", self.settings_recheck))
+        transport.read_timeout = float(cfg["DOCUSIGN_READ_TIMEOUT"])
+        self.total_budget = float(cfg["DOCUSIGN_TOTAL_BUDGET"])
+        self.refresh_margin = float(cfg["DOCUSIGN_TOKEN_REFRESH_MARGIN"])
+        self.settings_recheck = float(cfg["DOCUSIGN_SETTINGS_RECHECK"])
         app.extensions["docusign"] = self
         install_log_redaction()
 

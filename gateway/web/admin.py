@@ -485,7 +485,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_NAME="gateway_console",
         SESSION_COOKIE_PATH=bp.url_prefix,
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE=app.config.get("ADMIN_COOKIE_SAMESITE", "Strict"),
+        SESSION_COOKIE_SAMESITE=app.config["ADMIN_COOKIE_SAMESITE"],
     )
     app.add_template_global(csrf_token, "csrf_token")
     app.register_blueprint(bp)

@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
 WEBHOOK_PATH = "/webhooks/docusign"
-# a JSON SIM message with the envelope summary and recipients is a few KiB; documents
-# are never asked for, so anything near this size is not a message we want
-DEFAULT_MAX_BYTES = 256 * 1024
 
 
 def _verified_body() -> bytes:
@@ -105,5 +102,4 @@ def docusign_connect() -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the Connect listener."""
-    app.config.setdefault("CONNECT_MAX_BYTES", DEFAULT_MAX_BYTES)
     app.register_blueprint(bp)

@@ -164,7 +164,7 @@ def init_app(app: Flask) -> None:
     configure_logging(app)
     obs_metrics.init_app(app)
     app.extensions["upstream_probe"] = UpstreamProbe(
-        wait=float(app.config.get("READYZ_UPSTREAM_TIMEOUT", 2.0)),
-        retry=float(app.config.get("READYZ_UPSTREAM_RETRY", 10.0)),
+        wait=float(app.config["READYZ_UPSTREAM_TIMEOUT"]),
+        retry=float(app.config["READYZ_UPSTREAM_RETRY"]),
     )
     app.register_blueprint(bp)

@@ -23,7 +23,7 @@ LAYERS = {
     "services": 3,
     "upstream": 2, "observability": 2,
     "store": 1,
-    "policy": 0, "errors": 0, "context": 0,
+    "policy": 0, "errors": 0, "context": 0, "settings": 0,
 }
 
 

@@ -64,7 +64,7 @@ def test_nginx_balances_over_exactly_the_gateways(compose: dict[str, t.Any]) -> 
     retries = re.findall(r"^\s*proxy_next_upstream\s+([^;]+);", conf, re.M)
     assert retries and all("non_idempotent" not in r for r in retries)  # a POST goes to one node
     read_timeout = int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1))
-    from gateway import DEFAULTS
+    from gateway.settings import DEFAULTS
 
     assert read_timeout > DEFAULTS["DOCUSIGN_TOTAL_BUDGET"] + DEFAULTS["IDEMPOTENCY_WAIT"]
 
