@@ -18,7 +18,7 @@ def admin_group() -> None:
 def create_admin(username: str, *, from_stdin: bool) -> None:
     """Create a console account, refusing a taken name before asking for a password."""
     from gateway import store
-    from gateway.web import admin
+    from gateway.services import admin_accounts as admin
 
     admin.check_username(username)
     with store.transaction() as conn:
@@ -56,7 +56,7 @@ def admin_set_password(username: str, password_stdin: bool) -> None:
     The account's open sessions end.
     """
     from gateway import store
-    from gateway.web import admin
+    from gateway.services import admin_accounts as admin
 
     with common.gateway_app():
         password = admin.check_password(common.read_password(from_stdin=password_stdin))
@@ -68,7 +68,7 @@ def admin_set_password(username: str, password_stdin: bool) -> None:
 @admin_group.command("list")
 def admin_list() -> None:
     """List the console accounts."""
-    from gateway.web import admin
+    from gateway.services import admin_accounts as admin
 
     with common.transaction() as conn:
         rows = admin.list_admins(conn)
@@ -85,7 +85,7 @@ def admin_delete(username: str) -> None:
 
     The account's open sessions end.
     """
-    from gateway.web import admin
+    from gateway.services import admin_accounts as admin
 
     with common.transaction() as conn:
         admin.delete_admin(conn, username)

@@ -46,11 +46,11 @@ def interactive() -> bool:
 def _known_errors() -> tuple[type[Exception], ...]:
     """The failures that are the owner's to fix, each with a message that says how."""
     from gateway.policy import PolicyFileInvalid
+    from gateway.services.admin_accounts import AdminProblem
     from gateway.services.partner_keys import KeyProblem
     from gateway.store import SchemaMismatch
     from gateway.store.vault import VaultError
     from gateway.upstream import UpstreamSetupError
-    from gateway.web.admin import AdminProblem
     from gateway.web.proxy import PublicUrlInvalid
 
     return (VaultError, SchemaMismatch, KeyProblem, UpstreamSetupError, AdminProblem,

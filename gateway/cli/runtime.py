@@ -23,10 +23,10 @@ def init() -> None:
     offers to create the first /admin account.
     """
     from gateway import store
+    from gateway.services import admin_accounts as admin
     from gateway.services import partner_keys as keys
     from gateway.services import signing_keys
     from gateway.store import vault
-    from gateway.web import admin
 
     with common.gateway_app(ready=False) as app:
         made_key = False
@@ -49,7 +49,7 @@ def _offer_admin() -> None:
     """`gateway init` on a terminal asks for the first console account; scripts get a hint."""
     from gateway import store
     from gateway.cli.admin import create_admin
-    from gateway.web import admin
+    from gateway.services import admin_accounts as admin
 
     with store.transaction() as conn:
         if admin.list_admins(conn):

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from gateway import store
-from gateway.web import admin
+from gateway.services import admin_accounts as admin
 from sandbox.server import BackgroundServer
 from tests.conftest import add_partner
 from tests.conftest import make_gateway

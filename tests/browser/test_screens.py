@@ -15,6 +15,7 @@ import requests
 
 from examples.partner_site.outcomes import BY_KEY
 from tests.browser.test_admin_browser import PASSWORD
+from tests.browser.test_admin_browser import app  # noqa: F401 - a fixture: PUBLIC_URL is its socket
 from tests.browser.test_admin_browser import call
 from tests.browser.test_admin_browser import console_url  # noqa: F401 - a fixture
 from tests.browser.test_admin_browser import partner_key  # noqa: F401 - a fixture

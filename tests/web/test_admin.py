@@ -14,7 +14,7 @@ from gateway import cli
 from gateway import create_app
 from gateway import store
 from gateway.services import admin_accounts
-from gateway.web import admin
+from gateway.web.admin import access as admin
 from tests.conftest import PartnerActions
 from tests.conftest import add_partner
 from tests.conftest import make_gateway
