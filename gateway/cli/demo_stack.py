@@ -296,13 +296,14 @@ class DemoStack:
     def _start_sender(self) -> None:
         """The webhook sender, now: not left to a first request, which may come late or never.
 
-        The gateway's own first-request hook then finds it running (`start_sender` is once
+        The gateway's own first-request hook then finds it running (a job's thread is once
         per app and process), so there is one sender; `stop()` ends it.
         """
+        from gateway.services import background
         from gateway.services import webhook_sender
 
         assert self.gateway_app is not None
-        self._sender = webhook_sender.start_sender(self.gateway_app)
+        self._sender = background.start(self.gateway_app, webhook_sender.JOB)
         self._sender_stop = self.gateway_app.extensions["webhook_sender_stop"]
 
     def stop(self) -> None:
@@ -316,6 +317,9 @@ class DemoStack:
             self._sender.join(timeout=15)  # a POST in flight ends within WEBHOOK_TIMEOUT
             self._sender = self._sender_stop = None
         if self.gateway_app is not None:
+            sealer = self.gateway_app.extensions.get("audit_sealer_stop")
+            if sealer is not None:
+                sealer.set()
             self.gateway_app.extensions["store"].dispose()
             self.gateway_app = None
         if self.workdir is not None:

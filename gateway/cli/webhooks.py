@@ -25,6 +25,7 @@ def webhooks_run(interval: float) -> None:
 
     Safe to run next to `gateway serve`: a lease keeps one active sender per fleet.
     """
+    from gateway.services import background
     from gateway.services import webhook_sender
 
     stop = threading.Event()
@@ -36,7 +37,7 @@ def webhooks_run(interval: float) -> None:
         signal.signal(signal.SIGTERM, _stop)
         click.echo("delivering partner webhooks; Ctrl-C to stop", err=True)
         try:
-            webhook_sender.run_forever(app, stop, interval=interval)
+            background.run_forever(app, webhook_sender.JOB, stop, interval)
         except KeyboardInterrupt:
             stop.set()
 

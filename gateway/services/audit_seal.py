@@ -21,14 +21,11 @@ sealer interval while a sealer runs) can be edited or deleted without trace.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import threading
 import time
 import typing as t
 import uuid
@@ -38,7 +35,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import store
+from gateway.services import background
 from gateway.services.audit import CHAIN_FIELDS
+from gateway.store import leases
 
 log = logging.getLogger(__name__)
 
@@ -209,32 +208,12 @@ def _check_link(key: bytes, row: sa.Row[t.Any], prev_hash: str, prev_seq: int | 
 
 def claim_lease(owner: str, *, lease: float = LEASE_SECONDS, now: float | None = None) -> bool:
     """Hold (or keep holding) the fleet's one sealer lease for `lease` seconds."""
-    now = time.time() if now is None else now
-    rows = _settings.c
-    mine = json.dumps(owner)
-    with store.transaction() as conn:
-        taken = conn.execute(
-            _settings.update()
-            .where(rows.name == LEASE_SETTING, sa.or_(rows.updated_at <= now, rows.value == mine))
-            .values(value=mine, updated_at=now + lease, encrypted=False)).rowcount
-        exists = taken or conn.execute(sa.select(rows.name).where(rows.name == LEASE_SETTING)).first()
-    if taken or exists:
-        return bool(taken)
-    try:
-        with store.transaction() as conn:
-            conn.execute(_settings.insert().values(name=LEASE_SETTING, value=mine, encrypted=False,
-                                                   updated_at=now + lease))
-    except sa.exc.IntegrityError:  # another process created it first, and holds it
-        return False
-    return True
+    return leases.claim(LEASE_SETTING, owner, lease=lease, renew=True, now=now)
 
 
 def release_lease(owner: str) -> None:
     """End this owner's lease now, so another sealer need not wait it out."""
-    with store.transaction() as conn:
-        conn.execute(_settings.update()
-                     .where(_settings.c.name == LEASE_SETTING, _settings.c.value == json.dumps(owner))
-                     .values(updated_at=0.0))
+    leases.release(LEASE_SETTING, owner)
 
 
 def seal_if_leader(owner: str = OWNER, batch: int = 1000) -> int | None:
@@ -244,86 +223,15 @@ def seal_if_leader(owner: str = OWNER, batch: int = 1000) -> int | None:
     return seal_all(batch)
 
 
-def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) -> None:
-    """Seal every `interval` seconds until `stop_event` is set."""
-    failing = False
-    while not stop_event.is_set():
-        try:
-            with app.app_context():
-                seal_if_leader(batch=int(app.config["AUDIT_SEAL_BATCH"]))
-            failing = False
-        except Exception as exc:  # noqa: BLE001 - a loop that must outlive a DB blip
-            if _database_file_gone(app):
-                return  # its SQLite file was deleted: nothing left to seal, ever
-            # the traceback once per outage, then one line a round: an outage of minutes
-            # must not flood the log (the rows wait, durable, until the database is back)
-            if not failing:
-                log.exception("audit sealing failed")
-            else:
-                log.warning("audit sealing still failing: %s", type(exc).__name__)
-            failing = True
-        stop_event.wait(interval)
-    try:
-        with app.app_context():
-            release_lease(OWNER)
-    except Exception:  # noqa: BLE001
-        log.debug("could not release the audit sealer lease", exc_info=True)
+def _round(app: Flask) -> None:
+    seal_if_leader(batch=int(app.config["AUDIT_SEAL_BATCH"]))
 
 
-def _database_file_gone(app: Flask) -> bool:
-    with app.app_context():
-        url = store.get_engine().url
-    return (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-            and not os.path.exists(url.database))
-
-
-_started: dict[int, tuple[int, threading.Thread]] = {}
-_start_lock = threading.Lock()
-
-
-def start_sealer(app: Flask) -> threading.Thread:
-    """Start (once per app and process) the daemon thread that seals the trail."""
-    with _start_lock:
-        found = _started.get(id(app))
-        if found and found[0] == os.getpid() and found[1].is_alive():
-            return found[1]
-        stop = threading.Event()
-        thread = threading.Thread(target=run_forever, args=(app, stop),
-                                  kwargs={"interval": float(app.config["AUDIT_SEAL_INTERVAL"])},
-                                  name="audit-sealer", daemon=True)
-        _started[id(app)] = (os.getpid(), thread)
-        app.extensions["audit_sealer_stop"] = stop
-        thread.start()
-        # a daemon thread dies with its worker without running its `finally`: hand the lease
-        # back at exit, so the next sealer need not wait it out
-        atexit.register(_release_at_exit, app)
-        return thread
-
-
-def _release_at_exit(app: Flask) -> None:
-    try:
-        with app.app_context():
-            release_lease(OWNER)
-    except Exception:  # noqa: BLE001 - the process is ending either way
-        log.debug("could not release the audit sealer lease", exc_info=True)
+#: the sealer thread of a serving process (`background`); `AUDIT_SEALER` turns it on
+JOB = background.Job(name="audit-sealer", switch="AUDIT_SEALER", interval="AUDIT_SEAL_INTERVAL",
+                     step=_round, lease=LEASE_SETTING, owner=OWNER)
 
 
 def init_app(app: Flask) -> None:
-    """With `AUDIT_SEALER` on (None: unless TESTING), start the sealer on the first request.
-
-    Not in `create_app` itself: one-shot commands build an app too, and a gunicorn worker
-    forks after import (threads do not survive a fork).
-    """
-    enabled = app.config.get("AUDIT_SEALER")
-    if enabled is None:
-        enabled = not app.config.get("TESTING")
-    if isinstance(enabled, str):
-        enabled = enabled.strip().lower() not in ("0", "false", "no", "off", "")
-    if not enabled:
-        return
-
-    @app.before_request
-    def _start_audit_sealer() -> None:
-        found = _started.get(id(app))
-        if not (found and found[0] == os.getpid() and found[1].is_alive()):
-            start_sealer(app)
+    """With `AUDIT_SEALER` on (None: unless TESTING), seal in a thread of each serving process."""
+    background.init_app(app, JOB)

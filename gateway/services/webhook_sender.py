@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
-import threading
 import time
 import typing as t
 import uuid
@@ -29,6 +27,7 @@ from standardwebhooks import Webhook
 
 from gateway import store
 from gateway.policy import get_policies
+from gateway.services import background
 from gateway.services import webhook_destinations
 from gateway.services import webhook_outbox
 from gateway.services import webhook_secrets
@@ -221,62 +220,15 @@ def deliver_due(now: float | None = None, *, limit: int = 50, owner: str | None 
 # --- running it -------------------------------------------------------------------------
 
 
-def run_forever(app: Flask, stop_event: threading.Event, interval: float = 1.0) -> None:
-    """Deliver due events every `interval` seconds until `stop_event` is set."""
-    while not stop_event.is_set():
-        try:
-            with app.app_context():
-                deliver_due()
-        except sa.exc.OperationalError as exc:
-            # the database is away: one line per batch, not a traceback each second
-            log.warning("webhook delivery paused: database unavailable (%s)",
-                        type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
-        except Exception:  # noqa: BLE001 - a loop that must outlive a bad batch
-            log.exception("webhook delivery batch failed")
-        stop_event.wait(interval)
-    try:
-        with app.app_context():
-            release_lease(OWNER)
-    except Exception:  # noqa: BLE001
-        log.debug("could not release the webhook sender lease", exc_info=True)
+def _round(app: Flask) -> None:
+    deliver_due()
 
 
-_started: dict[int, tuple[int, threading.Thread, threading.Event]] = {}
-_start_lock = threading.Lock()
-
-
-def start_sender(app: Flask) -> threading.Thread:
-    """Start (once per app and process) the daemon thread that delivers webhooks."""
-    with _start_lock:
-        found = _started.get(id(app))
-        if found and found[0] == os.getpid() and found[1].is_alive():
-            return found[1]
-        stop = threading.Event()
-        thread = threading.Thread(target=run_forever, args=(app, stop),
-                                  kwargs={"interval": float(app.config["WEBHOOK_INTERVAL"])},
-                                  name="webhook-sender", daemon=True)
-        _started[id(app)] = (os.getpid(), thread, stop)
-        app.extensions["webhook_sender_stop"] = stop
-        thread.start()
-        return thread
+#: the sender thread of a serving process (`background`); `WEBHOOK_SENDER` turns it on
+JOB = background.Job(name="webhook-sender", switch="WEBHOOK_SENDER", interval="WEBHOOK_INTERVAL",
+                     step=_round, lease=LEASE_SETTING, owner=OWNER)
 
 
 def init_app(app: Flask) -> None:
-    """With `WEBHOOK_SENDER` on, start the sender thread on the process's first request.
-
-    Not in `create_app` itself: the owner's one-shot commands build an app too, and a
-    gunicorn worker forks after the app module is imported (threads do not survive a fork).
-    """
-    enabled = app.config.get("WEBHOOK_SENDER")
-    if enabled is None:
-        enabled = not app.config.get("TESTING")
-    if isinstance(enabled, str):
-        enabled = enabled.strip().lower() not in ("0", "false", "no", "off", "")
-    if not enabled:
-        return
-
-    @app.before_request
-    def _start_webhook_sender() -> None:
-        found = _started.get(id(app))
-        if not (found and found[0] == os.getpid() and found[1].is_alive()):
-            start_sender(app)
+    """With `WEBHOOK_SENDER` on (None: unless TESTING), deliver in a thread of each serving process."""
+    background.init_app(app, JOB)
