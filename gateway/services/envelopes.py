@@ -195,6 +195,39 @@ def _signer_moves(current: str | None, new: str | None) -> bool:
     return SIGNER_RANK[new] > SIGNER_RANK.get(current or "", -1)
 
 
+#: the row as the state machine reads it before a conditional update
+_READ_STATE = sa.select(store.envelopes.c.partner_id, store.envelopes.c.status,
+                        store.envelopes.c.signer_status).where(
+    store.envelopes.c.envelope_id == sa.bindparam("envelope_id"))
+
+
+def _new_values(row: t.Any, status: str | None, newest: bool, reported: Reported,
+                last_event: str | None, now: float) -> dict[str, t.Any]:
+    """The columns a report changes on this row ({} when it changes nothing)."""
+    values: dict[str, t.Any] = {}
+    if newest and row.status not in FINAL:
+        values["status"] = status
+    if _signer_moves(row.signer_status, reported.signer_status):
+        values["signer_status"] = reported.signer_status
+    if values:
+        values["updated_at"] = now
+        if last_event is not None:
+            values["last_event"] = last_event
+    return values
+
+
+def _update_if_unchanged(conn: sa.Connection, envelope_id: str, row: t.Any,
+                         values: dict[str, t.Any]) -> bool:
+    """UPDATE conditional on what was read: a concurrent writer's change is not overwritten."""
+    env = store.envelopes
+    same_signer = (env.c.signer_status.is_(None) if row.signer_status is None
+                   else env.c.signer_status == row.signer_status)
+    changed = conn.execute(env.update().where(
+        env.c.envelope_id == envelope_id, env.c.status == row.status, same_signer,
+    ).values(**values))
+    return changed.rowcount == 1
+
+
 def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *,
                     source: str, last_event: str | None, now: float) -> Change | None:
     """Apply what DocuSign reported, if it is news; the change made, None when none.
@@ -204,10 +237,7 @@ def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *
     date at all is taken only when final. The signer status only moves forward. A
     change is queued for the partner's webhook in this same transaction.
     """
-    env = store.envelopes
-    read = sa.select(env.c.partner_id, env.c.status, env.c.signer_status) \
-        .where(env.c.envelope_id == envelope_id)
-    row = conn.execute(read).first()
+    row = conn.execute(_READ_STATE, {"envelope_id": envelope_id}).first()
     if row is None:
         return None
     status = reported.status
@@ -223,24 +253,11 @@ def record_upstream(conn: sa.Connection, envelope_id: str, reported: Reported, *
     # then no later report could move.
     for attempt in range(3):
         if attempt:
-            row = conn.execute(read).one()
-        values: dict[str, t.Any] = {}
-        if newest and row.status not in FINAL:
-            values["status"] = status
-        if _signer_moves(row.signer_status, reported.signer_status):
-            values["signer_status"] = reported.signer_status
+            row = conn.execute(_READ_STATE, {"envelope_id": envelope_id}).one()
+        values = _new_values(row, status, newest, reported, last_event, now)
         if not values:
             return None
-        values["updated_at"] = now
-        if last_event is not None:
-            values["last_event"] = last_event
-        # conditional on what was read: a concurrent writer's change is not overwritten
-        same_signer = (env.c.signer_status.is_(None) if row.signer_status is None
-                       else env.c.signer_status == row.signer_status)
-        changed = conn.execute(env.update().where(
-            env.c.envelope_id == envelope_id, env.c.status == row.status, same_signer,
-        ).values(**values))
-        if changed.rowcount == 1:
+        if _update_if_unchanged(conn, envelope_id, row, values):
             break
     else:
         return None
