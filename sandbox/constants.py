@@ -176,10 +176,9 @@ RECIPIENT_NOT_IN_SEQUENCE_MESSAGE = "The token for an out of sequence recipient 
 # "Maximum Length: 470 characters. If the returnUrl exceeds this limit, the user is
 # redirected to a truncated URL".
 RETURN_URL_MAX = 470
-# [U] deliberately stricter than that documented truncation (which silently loses the
-# tail of the URL, often the query the partner needs): refuse with
-# INVALID_REQUEST_PARAMETER. False truncates to RETURN_URL_MAX, as DocuSign documents.
-RETURN_URL_TOO_LONG_REFUSED = True
+# [U] as documented: truncate (the emulator is no stricter than DocuSign). True refuses
+# with INVALID_REQUEST_PARAMETER instead, should a real call show DocuSign refusing.
+RETURN_URL_TOO_LONG_REFUSED = False
 # [U] textTabs[].tabLabel that the template does not have (real DocuSign may
 # silently ignore unknown labels; the emulator rejects them to catch typos)
 UNKNOWN_TAB_LABEL_CODE = "INVALID_TAB_LABEL"
