@@ -16,8 +16,10 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make not i
 
 
 def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    # as a newcomer types it: not a sub-make of the `make test` that may be running us
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 @needs_make
