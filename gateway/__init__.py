@@ -40,7 +40,6 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     vault.init_app(app)
     store.init_app(app)
     policies.init_app(app)
-    # before the limiter: the pipeline reads the headers the limiter's own hook sets
     pipeline.init_app(app)
     # before any route: slash handling; the host check runs right after the request id
     proxy.init_app(app)

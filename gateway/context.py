@@ -2,7 +2,7 @@
 
 Guards fill in who is calling (`caller`, `partner`, `policy`), views and services what
 it is about (`operation`, `envelope_id`, `audit_detail`), the error handler how it ended
-(`error_code`, `retry_after`); the after-request pipeline (`gateway/web/pipeline.py`)
+(`error_code`); the after-request pipeline (`gateway/web/pipeline.py`)
 reads it all to set headers, count metrics, log and audit. Outside a request (the CLI,
 background threads) there is no state and nothing reads it.
 """
@@ -42,8 +42,6 @@ class RequestState:
     envelope_id: str | None = None
     #: the stable code of the error answered, or why a message was ignored
     error_code: str | None = None
-    #: the Retry-After the answer was raised with (kept over the rate limiter's own)
-    retry_after: str | None = None
     #: a short note for the audit row (e.g. the statuses after the request)
     audit_detail: str | None = None
 

@@ -444,7 +444,6 @@ def render(err: GatewayError) -> Response:
     body["request_id"] = state.request_id or None
     resp = Response(json.dumps(body), status=err.code, headers=err.get_headers())
     state.error_code = err.audit_code or err.error_code
-    state.retry_after = resp.headers.get("Retry-After")
     return resp
 
 

@@ -74,6 +74,8 @@ DEFAULTS: dict[str, t.Any] = {
     "DB_TRACE_DIR": "",
     # failed requests of nobody known (no key, a bad key, no such route), per client address
     "ANONYMOUS_RATE_LIMIT": "120/minute",
+    # the return relay, per signer's address: a browser comes back once per signing
+    "RELAY_RATE_LIMIT": "60/minute",
     # logs: JSON lines for machines (`gateway serve`), or "text"; the owner's commands use text
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
@@ -86,8 +88,7 @@ DEFAULTS: dict[str, t.Any] = {
     # console passwords: werkzeug's scrypt, or a costlier `scrypt:N:r:p`
     "ADMIN_PASSWORD_METHOD": "scrypt",
     "ADMIN_COOKIE_SAMESITE": "Strict",
-    # flask-limiter: RateLimit headers on, and storage failures raised (answered 503)
-    "RATELIMIT_HEADERS_ENABLED": True,
+    # storage failures raised as limits' StorageError (answered 503), not swallowed
     "RATELIMIT_STORAGE_OPTIONS": {"wrap_exceptions": True},
 }
 

@@ -6,18 +6,13 @@ After the view, in this order:
 1. the anonymous limit: a failure of nobody known (no key, a bad key, no such route)
    counts against its client address, and becomes a 429 over the limit
    (`guards.ratelimit.anonymous_gate`);
-2. headers: `X-Request-ID`; the partner's RateLimit headers from its own hit;
-   `Retry-After` only where it belongs (the rate limiter's own refusal, or the
-   Retry-After the error was raised with);
+2. headers: `X-Request-ID`; the RateLimit headers from the request's own hit (an
+   error's `Retry-After` is rendered with the error, `gateway/errors.py`);
 3. metrics (`observability.metrics.observe`);
 4. the access log line (`observability.logging.access_log`);
 5. the audit row, or the anonymous count (`services.audit.record_request`).
 
 The browser's own `/favicon.ico` and `/robots.txt` are answered here too, unaudited.
-
-flask-limiter injects its RateLimit headers in an after-request hook of its own; this
-pipeline is registered before the limiter (`init_app` refuses otherwise), and Flask runs
-after-request hooks in reverse order, so the pipeline sees the limiter's headers.
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ from flask import Response
 from flask import request
 
 from gateway import context
-from gateway import errors
 from gateway.guards import ratelimit
 from gateway.observability import metrics
 from gateway.observability.logging import access_log
@@ -46,22 +40,8 @@ def start() -> None:
 
 
 def set_headers(response: Response) -> Response:
-    """X-Request-ID always; Retry-After only on the limiter's refusal or the error's own.
-
-    flask-limiter puts its window's reset in Retry-After on every response (the later of
-    it and any Retry-After already there). A success carries none, and any other error
-    keeps the one it was raised with (DocuSign's hint, the idempotency lease, the account
-    budget's hour).
-    """
-    state = context.current()
-    response.headers["X-Request-ID"] = state.request_id
-    if response.status_code < 400:
-        response.headers.pop("Retry-After", None)
-    elif state.error_code != errors.RateLimited.error_code:
-        if state.retry_after is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = state.retry_after
+    """X-Request-ID on every answer, the caller's own when it was safe to echo."""
+    response.headers["X-Request-ID"] = context.current().request_id
     return response
 
 
@@ -89,9 +69,7 @@ def robots() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the pipeline; must come before the rate limiter's own header hook."""
-    if "limiter" in app.extensions:
-        raise RuntimeError("register the request pipeline before the rate limiter")
+    """Register the pipeline's before- and after-request steps and its two unaudited routes."""
     app.before_request(start)
     app.after_request(finish)
     app.add_url_rule("/favicon.ico", "favicon", favicon, methods=["GET"])

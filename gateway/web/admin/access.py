@@ -23,7 +23,6 @@ from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import TooManyRequests
 
-from gateway import context
 from gateway import store
 from gateway.services.admin_accounts import ensure_secret_key
 from gateway.services.admin_accounts import session_user
@@ -164,6 +163,5 @@ def _headers(response: Response) -> Response:
 @bp.errorhandler(TooManyRequests)
 def _too_many(exc: TooManyRequests) -> tuple[str, int, dict[str, str]]:
     retry = str(current_app.config["ADMIN_LOGIN_RETRY_AFTER"])
-    context.current().retry_after = retry  # kept by the request pipeline over the limiter's
     return (render_template("admin/login.html", error="Too many sign-in attempts; wait a minute "
                             "and try again.", username=""), 429, {"Retry-After": retry})

@@ -12,13 +12,12 @@ from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
-from flask_limiter.util import get_remote_address
 from limits import parse_many
 from werkzeug.exceptions import TooManyRequests
 
 from gateway import context
 from gateway import store
-from gateway.guards.ratelimit import limiter
+from gateway.guards.ratelimit import login_limiter
 from gateway.services import audit
 from gateway.services.admin_accounts import end_session
 from gateway.services.admin_accounts import open_session
@@ -40,7 +39,7 @@ log = logging.getLogger(__name__)
 def _login_budgets(username: str) -> list[tuple[str, str]]:
     """(limits, key) pairs a sign-in attempt spends: the client address, then the username."""
     return [(str(current_app.config["ADMIN_LOGIN_RATE_LIMIT_IP"]),
-             "admin-ip:" + (get_remote_address() or "")),
+             "admin-ip:" + (request.remote_addr or "")),
             (str(current_app.config["ADMIN_LOGIN_RATE_LIMIT_USER"]),
              "admin-user:" + username.lower()[:64])]
 
@@ -53,7 +52,7 @@ def _spend_login_attempt(username: str) -> None:
     number of checks: testing the count first and adding to it after would let every
     racer in.
     """
-    strategy = limiter.limiter
+    strategy = login_limiter()
     for rates, key in _login_budgets(username):
         for item in parse_many(rates):
             if not strategy.hit(item, "pgw", key):
@@ -65,7 +64,7 @@ def _refund_username(username: str) -> None:
     # their own sign-ins; the address's count stays (one account must not reset it for others)
     rates, key = _login_budgets(username)[1]
     for item in parse_many(rates):
-        limiter.limiter.clear(item, "pgw", key)
+        login_limiter().clear(item, "pgw", key)
 
 
 def _record(operation: str, *, status: int, partner: str | None = None, detail: str | None = None) -> None:
