@@ -74,7 +74,7 @@ def settle_public_url(app: Flask, *, host: str, port: int) -> str:
 
 
 #: threads per worker when `--threads` is not given. SQLite has one writer: a request's
-#: writes queue on an in-process lock (`store._SQLITE_WRITES`), so a few threads keep
+#: writes queue on an in-process lock (`store.SQLITE_WRITES`), so a few threads keep
 #: reads parallel without a long write queue. PostgreSQL writes do not serialise: more
 #: threads overlap the waits on DocuSign and the database.
 DEFAULT_THREADS = {"sqlite": 4, "postgresql": 8}

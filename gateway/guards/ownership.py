@@ -6,17 +6,16 @@ existence is not disclosed.
 
 from __future__ import annotations
 
-import typing as t
-
 import sqlalchemy as sa
 
 from gateway import context
 from gateway import errors
 from gateway.context import Caller
 from gateway.services import envelopes
+from gateway.store import prepared
 
 
-def owned_envelope(conn: sa.Connection, caller: Caller, envelope_id: str) -> sa.Row[t.Any]:
+def owned_envelope(conn: sa.Connection, caller: Caller, envelope_id: str) -> prepared.Row:
     """The caller's own envelope, else 404."""
     context.current().envelope_id = envelope_id[:64]
     row = envelopes.find_owned(conn, envelope_id, caller.partner_id)

@@ -31,6 +31,7 @@ from gateway import context
 from gateway import errors
 from gateway import store
 from gateway.observability.logging import redact
+from gateway.store import prepared
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ RELAY_PREFIX = "/v1/return/"
 CHAIN_FIELDS = ("at", "request_id", "partner", "operation", "method", "path", "envelope_id",
                 "status", "code", "latency_ms", "detail")
 
-_INSERT = store.audit_events.insert()
+_INSERT = prepared.Prepared(store.audit_events.insert().values(
+    {name: sa.bindparam(name) for name in CHAIN_FIELDS}))
 _anon = store.audit_anonymous
 
 
@@ -106,7 +108,7 @@ def record(
         "detail": _fit(detail, "detail"),
     }
     with store.autocommit() as conn:
-        conn.execute(_INSERT, row)
+        _INSERT.write(conn, row)
 
 
 def count_anonymous(address: str, code: str, path: str, *, now: float | None = None) -> None:

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from gateway import store
 from gateway.services import webhook_outbox
+from gateway.store import prepared
 
 #: every envelope status the gateway stores and answers with
 STATUSES = ("created", "sent", "delivered", "signed", "completed", "declined", "voided")
@@ -63,10 +64,10 @@ class Change:
     after: tuple[str, str | None]
 
 #: built once: the hot path of every status read binds parameters only
-_OWNED = sa.select(store.envelopes).where(
+_OWNED = prepared.Prepared(sa.select(store.envelopes).where(
     store.envelopes.c.envelope_id == sa.bindparam("envelope_id"),
     store.envelopes.c.partner_id == sa.bindparam("partner_id"),
-)
+))
 
 
 def iso(ts: float | None) -> str | None:
@@ -89,9 +90,9 @@ def parse_time(value: t.Any) -> float | None:
     return moment.timestamp()
 
 
-def find_owned(conn: sa.Connection, envelope_id: str, partner_id: int) -> sa.Row[t.Any] | None:
+def find_owned(conn: sa.Connection, envelope_id: str, partner_id: int) -> prepared.Row | None:
     """The envelope if this partner created it through the gateway, else None."""
-    return conn.execute(_OWNED, {"envelope_id": envelope_id, "partner_id": partner_id}).first()
+    return _OWNED.first(conn, {"envelope_id": envelope_id, "partner_id": partner_id})
 
 
 def insert(conn: sa.Connection, *, envelope_id: str, partner_id: int, template_alias: str,

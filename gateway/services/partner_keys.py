@@ -30,6 +30,7 @@ from gateway import context
 from gateway import errors
 from gateway import store
 from gateway.context import Caller
+from gateway.store import prepared
 
 PREFIX = "pgw_"
 KEY_ID_LEN = 12
@@ -100,7 +101,7 @@ def hash_key(conn: sa.Connection, key: str) -> str:
     return hmac.new(_pepper(conn), key.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-_LOOKUP = (
+_LOOKUP = prepared.Prepared(
     sa.select(
         store.api_keys.c.secret_hash,
         store.api_keys.c.expires_at,
@@ -126,7 +127,7 @@ def authenticate(conn: sa.Connection, presented: str | None, *, now: float | Non
     key_id = parse(presented)
     if key_id is None:
         raise errors.InvalidApiKey()
-    row = conn.execute(_LOOKUP, {"key_id": key_id}).first()
+    row = _LOOKUP.first(conn, {"key_id": key_id})
     expected = row.secret_hash if row is not None else "0" * 64
     # hash even for an unknown key id, so timing does not tell known ids apart
     if not hmac.compare_digest(hash_key(conn, presented), expected) or row is None:

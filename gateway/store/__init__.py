@@ -93,7 +93,7 @@ _READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "SHOW", "BEGIN", "COMMIT", "ROLLBA
 #: SQLite has one writer at a time; its busy handler makes waiting writers sleep and retry,
 #: which under threads becomes a convoy (p99 in the hundreds of ms). A request's writes take
 #: this lock first, so the threads of a process queue here and hand over at once.
-_SQLITE_WRITES = threading.RLock()
+SQLITE_WRITES = threading.RLock()
 
 
 def _begin_before_first_write(conn: sa.Connection, cursor: t.Any, statement: str, *_: t.Any) -> None:
@@ -103,7 +103,7 @@ def _begin_before_first_write(conn: sa.Connection, cursor: t.Any, statement: str
             or statement.lstrip().upper().startswith(_READ_PREFIXES):
         return
     if conn.dialect.name == "sqlite" and not g.get("_store_write_locked"):
-        _SQLITE_WRITES.acquire()
+        SQLITE_WRITES.acquire()
         g._store_write_locked = True
         # a single autocommitted statement releases it as soon as it ran
         g._store_write_release_after = not info.get("block")
@@ -119,7 +119,7 @@ def _after_write(*_: t.Any) -> None:
 
 def _release_write_lock() -> None:
     if g.pop("_store_write_locked", False):
-        _SQLITE_WRITES.release()
+        SQLITE_WRITES.release()
 
 
 def _request_connection() -> sa.Connection | None:
