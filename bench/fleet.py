@@ -6,7 +6,7 @@ In one run, each figure a ratio to the others measured beside it:
   of the emulator (key map + `limit_req`, bench/nginx.conf.template): the floors;
 - the gateway's status read (served from its own record) with one instance of one worker,
   then two instances of two workers, on one PostgreSQL database and one Redis, several
-  partners; req/s and p99 at 16 connections, p50 at 1;
+  partners; req/s, p50 and p99 at 16 connections, p50 at 1;
 - while loaded: lock waits (samples of `pg_stat_activity` backends of this run waiting on
   a lock) and the gateway processes' CPU per request (from /proc);
 - counted apart, in this process: PostgreSQL round trips per status read (libpq's protocol
@@ -99,12 +99,17 @@ def start_nginx(ws: Workspace, upstream: str, keys: dict[str, str], token: str,
 
 @dataclass
 class Figures:
-    """One target's load figures."""
+    """One target's load figures.
+
+    Over several URLs (the 2x2 fleet), p99 @16 is the worst instance's and p50 @16 the
+    instances' p50s weighted by their requests.
+    """
 
     name: str
     p50_ms: float = 0.0
     rps: float = 0.0
     p99_ms: float = 0.0
+    p50_16_ms: float = 0.0
     cpu_ms: float | None = None
     lock_samples: str = ""
 
@@ -146,7 +151,7 @@ class LockSampler:
 
 def measure(name: str, urls: list[str], reqs: list[load.Req], seconds: int,
             pids: list[int] | None = None, sampler_name: str | None = None) -> Figures:
-    """p50 at 1 connection; then 16 connections spread over `urls` (req/s, p99, CPU, locks)."""
+    """p50 at 1 connection; then 16 connections spread over `urls` (req/s, p50, p99, CPU, locks)."""
     one = load.run(urls[0], reqs, connections=1, duration=max(2, seconds // 2))
     per = 16 // len(urls)
     cpu0 = _cpu_seconds(pids) if pids else 0.0
@@ -154,7 +159,8 @@ def measure(name: str, urls: list[str], reqs: list[load.Req], seconds: int,
     with sampler, ThreadPoolExecutor(len(urls)) as pool:
         runs = list(pool.map(lambda u: load.run(u, reqs, connections=per, duration=seconds), urls))
     total = sum(r.requests for r in runs)
-    figures = Figures(name, one.p50_ms, sum(r.rps for r in runs), max(r.p99_ms for r in runs))
+    figures = Figures(name, one.p50_ms, sum(r.rps for r in runs), max(r.p99_ms for r in runs),
+                      sum(r.p50_ms * r.requests for r in runs) / max(total, 1))
     if pids:
         figures.cpu_ms = (_cpu_seconds(pids) - cpu0) * 1000 / max(total, 1)
     if isinstance(sampler, LockSampler):
@@ -291,17 +297,20 @@ def report(rows: list[Figures], db_trips: float, redis_trips: float, verify: str
              f"{machine()['cpus']} CPUs, {machine()['cpu']}, synchronous_commit="
              f"{args.sync_commit}, load average {os.getloadavg()[0]:.1f})", "",
              f"Machine speed: the bare route's p50 at 1 connection is {bare.p50_ms:.2f} ms.", "",
-             "| target | p50 @1 (ms) | req/s @16 | p99 @16 (ms) | CPU ms/req | lock-wait samples |",
-             "|---|---|---|---|---|---|"]
+             "| target | p50 @1 (ms) | req/s @16 | p50 @16 (ms) | p99 @16 (ms) | CPU ms/req | "
+             "lock-wait samples |",
+             "|---|---|---|---|---|---|---|"]
     for f in rows:
         cpu = f"{f.cpu_ms:.2f}" if f.cpu_ms is not None else ""
-        lines.append(f"| {f.name} | {f.p50_ms:.2f} | {f.rps:.0f} | {f.p99_ms:.1f} | {cpu} | "
-                     f"{f.lock_samples} |")
+        lines.append(f"| {f.name} | {f.p50_ms:.2f} | {f.rps:.0f} | {f.p50_16_ms:.2f} | "
+                     f"{f.p99_ms:.1f} | {cpu} | {f.lock_samples} |")
     checks = [
         ("status read req/s / bare route's >= 0.5", one.rps / bare.rps, one.rps / bare.rps >= 0.5),
         ("status read req/s / nginx's >= 0.8", one.rps / nginx.rps, one.rps / nginx.rps >= 0.8),
         ("status read p50 / bare p50 <= 2", one.p50_ms / bare.p50_ms, one.p50_ms <= 2 * bare.p50_ms),
-        ("status read p99@16 / own p50 <= 5", one.p99_ms / one.p50_ms, one.p99_ms <= 5 * one.p50_ms),
+        # "its own p50" is the p50 at the same 16 connections (the issue's "today 23x" is p99@16 / p50@16)
+        ("status read p99@16 / own p50@16 <= 5", one.p99_ms / one.p50_16_ms,
+         one.p99_ms <= 5 * one.p50_16_ms),
         ("PostgreSQL round trips per status read <= 4", db_trips, db_trips <= 4),
         ("Redis round trips per partner request <= 1", redis_trips, redis_trips <= 1),
         ("2x2 req/s / 1x1 req/s >= 1.5", two.rps / one.rps, two.rps / one.rps >= 1.5),
