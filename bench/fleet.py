@@ -7,6 +7,9 @@ In one run, each figure a ratio to the others measured beside it:
 - the gateway's status read (served from its own record) with one instance of one worker,
   then two instances of two workers, on one PostgreSQL database and one Redis, several
   partners; req/s, p50 and p99 at 16 connections, p50 at 1;
+- the mission's floor (bench/floor.py: the status read's mandatory I/O with raw drivers
+  and nothing else) at 1 worker x 8 threads, as the gateway, and at 4 workers; which of the
+  issue's ratio targets the floor itself reaches;
 - while loaded: lock waits (samples of `pg_stat_activity` backends of this run waiting on
   a lock), the machine's busy CPUs (/proc/stat), and the CPU of the target's processes, of
   this run's PostgreSQL backends, of Redis and of wrk (/proc, `os.times()`); from the
@@ -41,6 +44,7 @@ import requests
 
 from bench import load
 from bench.direct import DirectDocuSign
+from bench.harness import BIN
 from bench.harness import HOST
 from bench.harness import POLICY
 from bench.harness import ROOT
@@ -320,6 +324,44 @@ def serve(ws: Workspace, env: dict[str, str], name: str, workers: int) -> tuple[
     return f"http://{HOST}:{port}", proc.pid
 
 
+def serve_floor(ws: Workspace, name: str, db_url: str, redis_uri: str, probe: load.Req, *,
+                workers: int, threads: int) -> tuple[str, list[int]]:
+    """bench/floor.py under gunicorn with the bare route's settings; its URL and process ids."""
+    port = free_port()
+    env = dict(os.environ) | {"FLOOR_DATABASE_URL": db_url, "FLOOR_REDIS_URL": redis_uri}
+    proc = ws.spawn(name, [str(BIN / "gunicorn"), "--bind", f"{HOST}:{port}", "--workers",
+                           str(workers), "--threads", str(threads), "--worker-class", "gthread",
+                           "bench.floor:app"], env=env)
+    url = f"http://{HOST}:{port}"
+    ws.wait_http(name, url + probe.path, headers=probe.headers)
+    deadline = time.monotonic() + 30
+    while len(worker_pids(proc.pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return url, [proc.pid, *worker_pids(proc.pid)]
+
+
+def measure_floor(ws: Workspace, db_url: str, redis_uri: str, reqs: list[load.Req], seconds: int,
+                  tag: str) -> list[Figures]:
+    """The floor at 1 worker x 8 threads (as the gateway 1x1), then 4 workers x 8 threads.
+
+    Its audit rows are removed afterwards: they are not the gateway's, and the sealing
+    measured later would first have to chain them.
+    """
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM audit_events").fetchone()
+        last = row[0] if row else 0
+    rows = []
+    for workers in (1, 4):
+        name = f"floor{workers}x8"
+        url, pids = serve_floor(ws, name, db_url, redis_uri, reqs[0], workers=workers, threads=8)
+        rows.append(measure(f"floor: mandatory I/O, raw drivers ({workers}x8)", [url], reqs,
+                            seconds, pids, tag, ws.procs["redis"].pid))
+        stop(ws, name)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM audit_events WHERE id > %s", (last,))
+    return rows
+
+
 def stop(ws: Workspace, name: str) -> None:
     proc = ws.procs.pop(name)
     proc.terminate()
@@ -371,6 +413,8 @@ def run(args: argparse.Namespace) -> str:
         verify = gateway_cli(env, "audit", "--verify", "--no-seal").strip()
         for i in range(2):
             stop(ws, f"gw2x2-{i}")
+        # measured with no gateway running: its sealer would otherwise chain the floor's rows
+        rows += measure_floor(ws, db_url, redis_uri, reqs, s, tag)
         trace = ws.root / "traces"
         trace.mkdir()
         db_trips, redis_trips = round_trips(env, reqs, trace)
@@ -384,7 +428,7 @@ def _yes(ok: bool) -> str:
 
 def report(rows: list[Figures], db_trips: float, redis_trips: float, verify: str, sealed: int,
            seal_rate: float, args: argparse.Namespace) -> str:
-    bare, _direct, nginx, one, two = rows
+    bare, _direct, nginx, one, two, floor, floor4 = rows
     cpus = os.cpu_count() or 1
     lines = [f"## Fleet benchmark ({args.partners} partners, {args.seconds} s per load, "
              f"{machine()['cpus']} CPUs, {machine()['cpu']}, synchronous_commit="
@@ -415,6 +459,19 @@ def report(rows: list[Figures], db_trips: float, redis_trips: float, verify: str
     ]
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {name} | {value:.2f} | {_yes(ok)} |" for name, value, ok in checks]
+    targets = [
+        ("floor req/s / bare route's", floor.rps / bare.rps, ">= 0.5", floor.rps / bare.rps >= 0.5),
+        ("floor req/s / nginx's", floor.rps / nginx.rps, ">= 0.8", floor.rps / nginx.rps >= 0.8),
+        ("floor p50 / bare p50", floor.p50_ms / bare.p50_ms, "<= 2", floor.p50_ms <= 2 * bare.p50_ms),
+        ("floor p99@16 / own p50@16", floor.p99_ms / floor.p50_16_ms, "<= 5",
+         floor.p99_ms <= 5 * floor.p50_16_ms),
+    ]
+    lines += ["", "Against the floor (1x8, the gateway 1x1's settings):", "",
+              "| ratio | measured | target | reachable at the floor? |", "|---|---|---|---|",
+              f"| gateway 1x1 req/s / floor req/s | {one.rps / floor.rps:.2f} | | |",
+              f"| gateway 1x1 p50 @1 / floor p50 @1 | {one.p50_ms / floor.p50_ms:.2f} | | |"]
+    lines += [f"| {name} | {value:.2f} | {target} | {'yes' if ok else 'no'} |"
+              for name, value, target, ok in targets]
     busy = one.busy_cpus
     shares = {("the gateway's processes" if name == ITS else name): v for name, v in one.shares.items()}
     split = ", ".join(f"{name} {v:.2f}" for name, v in shares.items())
@@ -423,7 +480,9 @@ def report(rows: list[Figures], db_trips: float, redis_trips: float, verify: str
               f"{cpus} CPUs busy: {split}, processes not of this run {rest:.2f}.",
               "With one worker the gateway is held to one core by the GIL; more workers can only "
               "use what the rest of the machine leaves, so the best 2x2/1x1 this machine allows "
-              f"is {cpus} / {busy:.2f} = {ceiling:.2f}x."]
+              f"is {cpus} / {busy:.2f} = {ceiling:.2f}x.",
+              f"The floor itself with 4 workers: {floor4.rps:.0f} req/s, {floor4.rps / floor.rps:.2f}x "
+              f"its 1-worker figure, with {floor4.busy_cpus:.2f} of {cpus} CPUs busy."]
     # no row is shared by two status reads: the database, not one row lock, bounds the fleet
     db_ceiling = 1000 / (db_trips * 0.5)
     lines += ["", f"Fleet ceiling with a 0.5 ms database: {db_trips:.1f} statements per read "
