@@ -1,10 +1,11 @@
 """Rate limits: per partner from its policy, per client address for the relay and for failures.
 
-Partner limits are a GCRA (generic cell rate algorithm): one stored number per partner
-(the theoretical arrival time), so memory is constant per partner, and one atomic Redis
-script per request that both counts the hit and returns what the RateLimit headers need
-(one round trip: the hit and the headers' figures together). A partner may
-burst its whole limit at once, then one request per `period / limit`. Redis's clock (TIME)
+Partner limits are a GCRA (generic cell rate algorithm): one stored number per limit of
+the policy's rate (the theoretical arrival time; "60/minute;1000/hour" is two), so memory
+is constant per partner, and one atomic Redis script per request that checks every limit,
+counts the hit against all of them only when all have room, and returns what the
+RateLimit headers need (one round trip). A partner may burst a whole limit at once, then
+one request per `period / limit`. Redis's clock (TIME)
 is the only clock, so counts are exact across workers and instances; `memory://` keeps the
 same algorithm in the process (one worker). Partner limits are keyed by the partner's
 database id, never by the presented key, so rotating a key does not reset a budget.
@@ -39,7 +40,7 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
-from limits import parse
+from limits import parse_many
 from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.storage import Storage
@@ -53,22 +54,39 @@ from gateway.upstream.budget import AccountBudget
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the partner's TAT (ms, Redis clock); ARGV period (ms), limit.
-# Returns {allowed, remaining, ms until the budget is whole again, ms until a retry may pass}.
+# One GCRA per limit of the rate ("60/minute;1000/hour" is two): KEYS[i] is limit i's TAT
+# (ms, Redis clock), ARGV[2i-1], ARGV[2i] its period (ms) and amount. The hit passes only
+# when every limit has room, and then counts against all of them (none is spent on a
+# refused hit). Returns {allowed, the limit reported (1-based), remaining, ms until that
+# limit's budget is whole again, ms until a retry may pass}: when allowed the limit with
+# the least room left, when refused the one that frees up last.
 _GCRA_LUA = """
-local period = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local emission = period / limit
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission
-if now < new_tat - period then
-  return {0, 0, math.ceil(tat - now), math.ceil(new_tat - period - now)}
+local new_tats, refused, report, report_retry, report_reset = {}, false, 1, -1, 0
+for i = 1, #KEYS do
+  local period, limit = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  new_tats[i] = tat + period / limit
+  local retry = new_tats[i] - period - now
+  if retry > 0 then
+    refused = true
+    if retry > report_retry then report, report_retry, report_reset = i, retry, tat - now end
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-return {1, math.floor((period - (new_tat - now)) / emission + 1e-6), math.ceil(new_tat - now), 0}
+if refused then
+  return {0, report, 0, math.ceil(report_reset), math.ceil(report_retry)}
+end
+local least = -1
+for i = 1, #KEYS do
+  local period, limit = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local left = new_tats[i] - now
+  redis.call('SET', KEYS[i], string.format('%.3f', new_tats[i]), 'PX', math.ceil(left))
+  local remaining = math.floor((period - left) / (period / limit) + 1e-6)
+  if least < 0 or remaining < least then least, report, report_reset = remaining, i, left end
+end
+return {1, report, least, math.ceil(report_reset), 0}
 """
 
 
@@ -85,6 +103,10 @@ class Verdict:
     retry_in: float
 
 
+#: `memory://` keeps one number per limit and key; past this many, the spent ones are dropped
+_LOCAL_PRUNE_AT = 10_000
+
+
 class Gcra:
     """The GCRA over the rate-limit storage: a Redis script, or a dict in the process."""
 
@@ -96,28 +118,45 @@ class Gcra:
         self._lock = threading.Lock()
 
     def hit(self, key: str, rate: str) -> Verdict:
-        item = parse(rate)
-        period_ms, limit = item.get_expiry() * 1000, item.amount
+        """Count one hit against every limit of `rate` ("60/minute;1000/hour"), or refuse it."""
+        items = _limits(rate)
+        # one hash tag per counted thing: a Redis Cluster keeps all its limits in one slot
+        keys = [f"pgw:gcra:{{{key}}}:{limit}/{period:.0f}" for period, limit in items]
         if self._script is not None:
             try:
-                allowed, remaining, reset_ms, retry_ms = self._script(
-                    keys=[f"pgw:gcra:{key}"], args=[period_ms, limit])
+                allowed, index, remaining, reset_ms, retry_ms = self._script(
+                    keys=keys, args=[n for item in items for n in item])
             except Exception as exc:  # noqa: BLE001 - any client failure: fail closed (503)
                 raise StorageError(exc) from exc
         else:
-            allowed, remaining, reset_ms, retry_ms = self._local(key, period_ms, limit)
-        return Verdict(bool(allowed), limit, int(remaining), reset_ms / 1000, retry_ms / 1000)
+            allowed, index, remaining, reset_ms, retry_ms = self._local(keys, items)
+        return Verdict(bool(allowed), items[int(index) - 1][1], int(remaining), reset_ms / 1000,
+                       retry_ms / 1000)
 
-    def _local(self, key: str, period: float, limit: int) -> tuple[int, int, float, float]:
+    def _local(self, keys: list[str], items: list[tuple[float, int]]) -> tuple[int, int, int, float, float]:
+        """The script's algorithm in the process (`memory://`: one worker)."""
         now = time.time() * 1000
-        emission = period / limit
+        spans = range(len(items))
         with self._lock:
-            tat = max(self._tats.get(key, now), now)
-            new_tat = tat + emission
-            if now < new_tat - period:
-                return 0, 0, tat - now, new_tat - period - now
-            self._tats[key] = new_tat
-        return 1, math.floor((period - (new_tat - now)) / emission + 1e-6), new_tat - now, 0
+            tats = [max(self._tats.get(keys[i], now), now) for i in spans]
+            new_tats = [tats[i] + items[i][0] / items[i][1] for i in spans]
+            retries = [new_tats[i] - items[i][0] - now for i in spans]
+            worst = max(spans, key=lambda i: retries[i])
+            if retries[worst] > 0:
+                return 0, worst + 1, 0, tats[worst] - now, retries[worst]
+            if len(self._tats) >= _LOCAL_PRUNE_AT:  # a TAT in the past counts as no entry
+                self._tats = {k: v for k, v in self._tats.items() if v > now}
+            self._tats.update({keys[i]: new_tats[i] for i in spans})
+        left = [math.floor((items[i][0] - (new_tats[i] - now)) / (items[i][0] / items[i][1]) + 1e-6)
+                for i in spans]
+        least = min(spans, key=lambda i: left[i])
+        return 1, least + 1, left[least], new_tats[least] - now, 0
+
+
+@functools.lru_cache(maxsize=256)
+def _limits(rate: str) -> list[tuple[float, int]]:
+    """(period in ms, amount) of each limit in a rate string, parsed once per string."""
+    return [(item.get_expiry() * 1000, item.amount) for item in parse_many(rate)]
 
 
 def _gcra() -> Gcra:
