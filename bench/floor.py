@@ -6,8 +6,15 @@ and write a durable audit row before the answer leaves. This app does exactly th
 nothing else, in Python, with the raw drivers: one psycopg connection per thread in
 autocommit (key row joined to its partner; HMAC-SHA256 of the key compared in constant
 time), one EVALSHA of the gateway's own GCRA script with redis-py, the envelope row by id
-and partner, one INSERT into `audit_events` with the columns the gateway fills, then a
+and partner, one INSERT into `floor_audit` with the columns the gateway fills, then a
 small JSON body from `jsonify`.
+
+`floor_audit` is `audit_events`' twin (`CREATE TABLE floor_audit (LIKE audit_events
+INCLUDING ALL)`, made by bench/fleet.py in the run's schema): same columns, same indexes,
+the same id sequence, so an insert costs what the gateway's costs. It is a table of its
+own so that the floor can run beside a serving gateway: the gateway's audit sealer chains
+every unsealed row of `audit_events`, and would otherwise chain, and be slowed by, the
+floor's rows too.
 
 It is a yardstick, not a gateway. A target the floor itself misses on this machine cannot
 be met by any design change within the mission (only by dropping a requirement, or by
@@ -15,8 +22,8 @@ leaving Python); and the gateway's own cost is what it spends above the floor.
 
 Served like the bare route (`bench/bare.py`), e.g. `gunicorn -k gthread -w 1 --threads 8
 bench.floor:app`, with `FLOOR_DATABASE_URL` (libpq form; a SQLAlchemy `+psycopg` is
-stripped; `options=-csearch_path=...` selects the schema holding the gateway's tables)
-and `FLOOR_REDIS_URL`.
+stripped; `options=-csearch_path=...` selects the schema holding the gateway's tables
+and `floor_audit`) and `FLOOR_REDIS_URL`.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ KEY_ROW = ("SELECT k.secret_hash, k.expires_at, k.revoked_at, p.id, p.name, p.re
            "FROM api_keys k JOIN partners p ON p.id = k.partner_id WHERE k.key_id = %s")
 ENVELOPE_ROW = ("SELECT envelope_id, status, signer_status, template_alias, reference, created_at, "
                 "updated_at, last_event FROM envelopes WHERE envelope_id = %s AND partner_id = %s")
-AUDIT_ROW = ("INSERT INTO audit_events (at, request_id, partner, operation, method, path, "
+AUDIT_ROW = ("INSERT INTO floor_audit (at, request_id, partner, operation, method, path, "
              "envelope_id, status, code, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 app = Flask(__name__)
