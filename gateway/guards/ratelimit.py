@@ -22,7 +22,7 @@ username, `web/admin/login.py`) and the account-wide budget for DocuSign calls
 No per-request hook of a rate-limit extension runs: a request is counted by the one
 guard that applies to it, and nothing else touches the storage. (flask-limiter, which
 this module used before, checked its route table and read its storage around every
-request, partner calls included: a sixth of a status read's CPU for nothing.)
+request, partner calls included, though no partner limit was its own any more.)
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 SQLAlchemy Core builds them, so they are the same statements on SQLite and PostgreSQL.
 Each is compiled once per dialect; running it then skips SQLAlchemy's per-execution work
-(an execution context, event dispatch, a result object), which costs about as much CPU
-as the driver's own round trip (`bench/README.md`, "Where a read's CPU goes"). Used
+(an execution context, event dispatch, a result object), paid on every statement. Used
 where that adds up: the key lookup, the envelope read and the audit INSERT, which every
-partner request makes.
+partner request makes (`python -m bench.breakdown` times each inside a read).
 
 Nothing else changes for the caller:
 
