@@ -72,3 +72,18 @@ def test_a_partner_over_its_hourly_limit_gets_429(tmp_path: Path, sandbox: t.Any
     assert [r.headers["X-RateLimit-Remaining"] for r in answers[:3]] == ["2", "1", "0"]
     problem(answers[3], 429, "rate_limited")
     assert 1190 <= int(answers[3].headers["Retry-After"]) <= 1200
+
+
+def test_memory_counters_drop_spent_entries_and_do_not_rescan_live_ones() -> None:
+    from gateway.guards import ratelimit
+
+    limiter = Gcra(storage_from_string("memory://"))
+    for i in range(ratelimit._LOCAL_PRUNE_AT):
+        limiter.hit(f"spent-{i}", "1000/second")  # each entry's TAT is 1 ms ahead
+    time.sleep(0.01)
+    limiter.hit("fresh", "1/hour")
+    assert len(limiter._tats) == 1  # every spent entry went at the threshold
+    for i in range(ratelimit._LOCAL_PRUNE_AT):
+        limiter.hit(f"live-{i}", "1/hour")  # all still live at the next threshold
+    assert len(limiter._tats) == ratelimit._LOCAL_PRUNE_AT + 1  # none was spent: all kept
+    assert limiter._prune_at == 2 * ratelimit._LOCAL_PRUNE_AT  # the next scan waits for as many more

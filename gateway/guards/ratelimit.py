@@ -115,6 +115,7 @@ class Gcra:
         if isinstance(storage, RedisStorage):
             self._script = storage.get_connection().register_script(_GCRA_LUA.encode("ascii"))
         self._tats: dict[str, float] = {}
+        self._prune_at = _LOCAL_PRUNE_AT
         self._lock = threading.Lock()
 
     def hit(self, key: str, rate: str) -> Verdict:
@@ -144,8 +145,10 @@ class Gcra:
             worst = max(spans, key=lambda i: retries[i])
             if retries[worst] > 0:
                 return 0, worst + 1, 0, tats[worst] - now, retries[worst]
-            if len(self._tats) >= _LOCAL_PRUNE_AT:  # a TAT in the past counts as no entry
+            if len(self._tats) >= self._prune_at:  # a TAT in the past counts as no entry
                 self._tats = {k: v for k, v in self._tats.items() if v > now}
+                # many live entries: prune again only once as many more came, not every hit
+                self._prune_at = max(_LOCAL_PRUNE_AT, 2 * len(self._tats))
             self._tats.update({keys[i]: new_tats[i] for i in spans})
         left = [math.floor((items[i][0] - (new_tats[i] - now)) / (items[i][0] / items[i][1]) + 1e-6)
                 for i in spans]
